@@ -27,8 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mixlab.curate.code_in_text import classify_lines, code_blocks, code_fraction, strip_code  # noqa: E402
-from mixlab.curate.config import SlimPajamaOptions  # noqa: E402
 from mixlab.curate.detector_eval import line_truth, load_labeled, true_code_fraction  # noqa: E402
+from mixlab.recipe.sources import SlimPajamaOptions  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "code_in_text_labeled.jsonl.zst"
 SWEEP = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

@@ -1,9 +1,9 @@
 """Read + filter throughput of the curation pipelines against bare read loops, on a scaled local sample.
 
-Builds ``--factor`` varied copies of the embedded sample (:mod:`mixlab.sample.scale`) in a temporary folder,
+Builds ``--factor`` varied copies of the embedded sample (:mod:`mixlab.builders.scale`) in a temporary folder,
 then times, on the same files, in one process (one core):
 
-- text: ``bare`` = zstandard streaming + split into lines + ``orjson.loads`` per line, no filtering; the mixlab
+- text: ``bare`` = :mod:`mixlab.jsonl`'s zstd line stream + ``orjson.loads`` per line, no filtering; the mixlab
   pipeline as ``build_pipeline("slimpajama", ...)`` makes it (SlimPajama reader -> set filter -> code-in-text
   filter -> exact dedup) without and with its writer, plus the reader + set filter alone (the code-in-text
   filter is the pipeline's one compute-heavy step, see ``bench_code_in_text.py``);
@@ -34,32 +34,23 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson  # noqa: E402
-import zstandard  # noqa: E402
 
+from mixlab.builders.scale import scale_sample  # noqa: E402
 from mixlab.curate.pipeline import build_pipeline  # noqa: E402
-from mixlab.sample.scale import scale_sample  # noqa: E402
+from mixlab.jsonl import MAX_LINE_BYTES, lines_of  # noqa: E402
+from mixlab.recipe.sources import OPTIONS_BY_KIND  # noqa: E402
 
 
 def bare_jsonl(files: list[Path]) -> tuple[int, int]:
-    """zstd stream -> lines -> orjson; returns (records, bytes of records)."""
+    """:mod:`mixlab.jsonl`'s line stream (zstd streaming + split into lines) + orjson; (records, bytes of records)."""
     docs = nbytes = 0
     loads = orjson.loads
     for path in files:
         with open(path, "rb") as f:
-            reader = zstandard.ZstdDecompressor().stream_reader(f)
-            tail = b""
-            while chunk := reader.read(1 << 20):
-                lines = (tail + chunk).split(b"\n")
-                tail = lines.pop()
-                for line in lines:
-                    if line:
-                        rec = loads(line)
-                        docs += rec["text"] is not None
-                        nbytes += len(line)
-            if tail:
-                loads(tail)
-                docs += 1
-                nbytes += len(tail)
+            for line in lines_of(f, path.name, MAX_LINE_BYTES):
+                rec = loads(line)  # type: ignore[arg-type] (a Skip would fail here: the scaled files are whole)
+                docs += rec["text"] is not None
+                nbytes += len(line)  # type: ignore[arg-type]
     return docs, nbytes
 
 
@@ -135,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         ) -> Callable[[], tuple[int, int]]:
             def go() -> tuple[int, int]:
                 shutil.rmtree(out, ignore_errors=True)
-                steps = build_pipeline(kind, str(path), str(out), {})
+                steps = build_pipeline(OPTIONS_BY_KIND[kind](), str(path), str(out))
                 steps = steps if writer else steps[:-1]
                 return run_steps(steps[:upto] if upto else steps)
 

@@ -8,7 +8,7 @@ cross-entropy is compute-bound, so it reports TFLOP/s instead of GB/s, and the f
 ratio at vocab 100k (target: <= 0.25).
 
     python benchmarks/bench_kernels.py                 # CUDA GPU; Markdown table on stdout
-    python benchmarks/bench_kernels.py --json out.json # also keep the numbers
+    python benchmarks/bench_kernels.py --json out.json # also keep the numbers (rewritten after each one)
     python benchmarks/bench_kernels.py --cpu-check     # tiny shapes on the CPU under TRITON_INTERPRET=1,
                                                        # only to prove the script runs; timings meaningless
 
@@ -114,10 +114,10 @@ def main() -> int:
         for impl, fn in case.impls.items():
             results.append(_measure(case, impl, fn, device, peak_bw))
             print(f"  measured {case.op} / {impl}", file=sys.stderr)
+            if args.json:  # after every measurement: a run stopped by a time limit keeps what it measured
+                args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
 
     _print_table(results, device, dtype, peak_bw, cases)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
     return 0
 
 

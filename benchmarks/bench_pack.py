@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import io
 import math
 import multiprocessing as mp
 import os
@@ -56,7 +55,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SAMPLE = ROOT / "mixlab" / "sample" / "data"
-SPEC = {"kind": "tiktoken", "name": "cl100k_base"}
+from mixlab.shards import EncodingRef  # noqa: E402
+from mixlab.tokenizer import TokenizerInfo, named_encoding, tokenizer_info  # noqa: E402
+
+SPEC = EncodingRef(tokenizer_info(named_encoding("cl100k_base"), "tiktoken"))
 CHUNK = 64
 EOT = "<|endoftext|>"
 
@@ -64,16 +66,13 @@ EOT = "<|endoftext|>"
 # ------------------------------------------------------------------------------------------------ input
 def load_corpus(megabytes: float) -> dict[str, list[str]]:
     """SlimPajama texts and Stack files of the sample, each repeated so that both hold ``megabytes`` MB."""
-    import orjson
     import pyarrow.parquet as pq
-    import zstandard
+
+    from mixlab.jsonl import read_jsonl
 
     text: list[str] = []
     for path in sorted(glob.glob(str(SAMPLE / "slimpajama" / "**" / "*.jsonl.zst"), recursive=True)):
-        with open(path, "rb") as raw:
-            for line in io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw)):
-                if line.strip():
-                    text.append(orjson.loads(line)["text"])
+        text += [rec["text"] for rec in read_jsonl(path)]
     code: list[str] = []
     for path in sorted(glob.glob(str(SAMPLE / "stack" / "data" / "*" / "*.parquet"))):
         code += [c for c in pq.read_table(path, columns=["content"]).column("content").to_pylist() if c]
@@ -294,14 +293,14 @@ def bench_tokenize(corpus: dict[str, list[str]], repeat: int, tmp: Path) -> tupl
 
 
 def bench_pack(tmp: Path, stage_seconds: float, encode_1: float) -> str:
+    from mixlab.pack.ledger import SourceTokens
     from mixlab.pack.writer import pack_phase
     from mixlab.shards import TokenShard
 
-    sources = {name: TokenShard(tmp / "tokens" / name).train(name) for name in ("text", "code")}
+    sources = {name: SourceTokens(name, *TokenShard(tmp / "tokens" / name).train_arrays()) for name in ("text", "code")}
     supply = {n: s.num_tokens for n, s in sources.items()}
     total = sum(supply.values())
-    header = {"recipe_name": "bench", "recipe_hash": "0" * 64, "pack_key": "bench", "vocab_size": 100277,
-              "eos_id": 100257, "tokenizer_name": "cl100k_base", "tokenizer_hash": "0" * 64}
+    header = {"recipe_name": "bench", "recipe_hash": "0" * 64, "pack_key": "bench", "tokenizer": SPEC.info}
     times = []
     for i in range(2):
         t = time.perf_counter()
@@ -355,8 +354,8 @@ def bench_loader(tmp: Path, repeat: int) -> str:
     for name in ("a", "b"):
         lengths = rng.integers(200, 4000, size=5000)
         sources[name] = SourceTokens(name, rng.integers(0, vocab, lengths.sum()).astype(np.uint16), np.cumsum(lengths))
-    header = {"recipe_name": "bench", "recipe_hash": "0" * 64, "pack_key": "bench", "vocab_size": vocab,
-              "eos_id": 0, "tokenizer_name": "toy", "tokenizer_hash": "0" * 64}
+    header = {"recipe_name": "bench", "recipe_hash": "0" * 64, "pack_key": "bench",
+              "tokenizer": TokenizerInfo(kind="bpe", name="toy", hash="0" * 64, vocab_size=vocab, eos_id=0)}
     pack_phase(tmp / "loader", phase="loader", phase_index=0, requested_tokens=16_000_000, mixture={"a": 0.5, "b": 0.5},
                max_repeat=1.0, sources=sources, source_meta={}, starts={}, seq_len=seq, batch_size=batch, seed=0,
                header=header)

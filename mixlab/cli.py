@@ -43,7 +43,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{n}[{p.tokens:,} tok: " + ", ".join(f"{s} {w:g}" for s, w in p.mixture.items() if w > 0) + "]"
             for n, p in r.phases.items()
         )
-        print(f"ok   {path}  hash {recipe_hash(r)[:12]}  {phases}")
+        disk = sum(r.packed_bytes(p) for p in r.phases)
+        print(f"ok   {path}  hash {recipe_hash(r)[:12]}  {phases}  packed {disk / 1e9:.3g} GB")
     return 1 if failed else 0
 
 
@@ -60,6 +61,30 @@ def _run_until(args: argparse.Namespace, until: str) -> int:
     print(format_summary(summary))
     report = write_report(summary, Path(args.workdir) / "runs" / recipe.name)
     print(f"\nreport: {report}  ({time.time() - start:.0f} s)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The recipe's pack plan (sequences per source, shards, disk) from assumed supplies; reads no data."""
+    from mixlab.pack.plan import format_plan, plan_recipe
+
+    recipe = _recipe(args)
+    supplies: dict[str, int] = {}
+    for item in args.supply or []:
+        name, _, value = item.partition("=")
+        try:
+            supplies[name] = int(float(value))
+        except ValueError:
+            raise RecipeError(f"--supply {item!r}: expected SOURCE=TOKENS, e.g. --supply text=6.27e11") from None
+    unknown = sorted(set(supplies) - set(recipe.sources))
+    if unknown:
+        raise RecipeError(f"--supply names unknown source(s) {unknown}; the recipe has {sorted(recipe.sources)}")
+    unbounded = [s for s in recipe.active_sources() if s not in supplies]
+    for s in unbounded:  # no figure given: plan without a supply limit, and say so
+        supplies[s] = 1 << 62
+    print(format_plan(recipe, plan_recipe(recipe, supplies, shard_sequences=args.shard_sequences)))
+    if unbounded:
+        print(f"note: no --supply for {', '.join(unbounded)}: planned as unbounded (no repetition check)")
     return 0
 
 
@@ -132,7 +157,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export_hf(args: argparse.Namespace) -> int:
-    from mixlab.train.export_hf import export_hf
+    from mixlab.hf_export import export_hf
 
     spec = _encoding_spec(args.tokenizer) if args.tokenizer else None
     print(export_hf(Path(args.checkpoint), Path(args.out), encoding_spec=spec))
@@ -162,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. phases.pretrain.tokens=2e6")
     v.add_argument("--schema", action="store_true", help="print the recipe JSON schema with field descriptions")
     v.set_defaults(func=cmd_validate)
+    pl = sub.add_parser("plan", help="pack plan for any budget without reading data: sequences, shards, disk")
+    pl.add_argument("recipe", help="recipe YAML file")
+    pl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. phases.pretrain.tokens=4e11")
+    pl.add_argument("--supply", action="append", metavar="SOURCE=TOKENS",
+                    help="assumed training tokens of a source (repeatable), e.g. text=6.27e11")
+    pl.add_argument("--shard-sequences", type=int, default=65_536, help="sequences per packed shard file")
+    pl.set_defaults(func=cmd_plan)
 
     for name, until, text in [
         ("run", "eval", "run every stage of a recipe (reusing finished ones) and write a report"),
@@ -243,9 +275,40 @@ def main(argv: list[str] | None = None) -> int:
             pass
     try:
         return args.func(args)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # one message, no traceback (unless -v): see mixlab.errors
+        if args.verbose:
+            raise
+        code, message = describe_failure(e)
+        print(f"error: {message}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        if args.verbose:
+            raise
+        print("interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def describe_failure(e: BaseException) -> tuple[int, str]:
+    """(exit status, one-line-or-more message with the fix) for any failure reaching the command line."""
+    import errno
+
+    from mixlab.errors import MixlabError
+
+    if isinstance(e, MixlabError | RecipeError):
+        return 2, str(e)
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {e.filename}" if e.filename else ""
+        return 2, (f"disk full{where}: free space, or point --workdir at a larger disk (`mixlab plan` shows what "
+                   f"a recipe needs); finished stages are kept and a re-run resumes")
+    if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return 2, f"permission denied: {e.filename or e}; choose a writable --workdir"
+    if isinstance(e, FileNotFoundError):
+        return 2, f"{e.strerror or 'not found'}: {e.filename or e}" if e.filename else str(e)
+    if isinstance(e, MemoryError):
+        return 2, ("out of memory: lower the phase budget or the batch / micro-batch size, or use a machine with "
+                   "more memory")
+    return 1, (f"internal error ({type(e).__name__}: {e}); this is a bug in mixlab: re-run with -v for the "
+               f"traceback and report it")
 
 
 if __name__ == "__main__":

@@ -28,18 +28,14 @@ def audit_phase(phase_dir: Path) -> dict[str, Any]:
 
 
 def _decoder(manifest, phase_dir: Path):
-    """The tokenizer the phase was packed with: a named encoding, or a trained BPE found in the workspace
-    (``<workdir>/tokenizer/*/tokenizer.tiktoken``) whose hash equals the manifest's; None if not found."""
-    from mixlab.shards import load_encoding
-    from mixlab.tokenizer import encoding_hash
+    """The tokenizer the phase was packed with (its TokenizerInfo; a trained BPE is found in the workspace above
+    ``phase_dir`` and checked by content hash); None when it cannot be found or differs."""
+    from mixlab.tokenizer import TokenizerMismatch, load_tokenizer
 
-    if manifest.tokenizer_name in ("cl100k_base", "o200k_base"):
-        return load_encoding({"kind": "tiktoken", "name": manifest.tokenizer_name})
-    for ranks in sorted(Path(phase_dir).resolve().parents[1].glob("tokenizer/*/tokenizer.tiktoken")):
-        enc = load_encoding({"kind": "bpe", "path": str(ranks)})
-        if encoding_hash(enc) == manifest.tokenizer_hash:
-            return enc
-    return None
+    try:
+        return load_tokenizer(manifest.tokenizer, near=phase_dir)
+    except (TokenizerMismatch, OSError):
+        return None
 
 
 def inspect_phase(phase_dir: Path, samples: int = 2, chars: int = 200, encoding=None) -> str:

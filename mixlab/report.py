@@ -49,11 +49,11 @@ def summarize(state: RunState) -> dict[str, Any]:
             }
             entry["heldout"] = ends[-1]["heldout"] if ends else {}
         phases[pname] = entry
-    sources = {name: {"kind": src.kind, "path": src.path, "filters": src.filters, "description": src.description}
+    sources = {name: {"kind": src.kind, "path": src.path, "filters": src.filters_json(), "description": src.description}
                for name, src in r.sources.items()}
     return {"recipe": r.name, "description": r.description, "recipe_hash": recipe_hash(r), "sources": sources,
             "curation": curation, "phases": phases,
-            "tokenizer": {"name": state.tokenizer_name, "vocab_size": state.vocab_size},
+            "tokenizer": state.tokenizer.model_dump(mode="json") if state.tokenizer else {},
             "seconds": {k: round(v, 1) for k, v in state.timings.items()},
             "evaluation": _evaluation_summary(state.results.get("evaluation"))}
 
@@ -130,7 +130,8 @@ def write_report(summary: dict[str, Any], out_dir: Path) -> Path:
     has_plot = plot_losses(summary, out_dir / "loss.png")
     md = [f"# Mixture card: {summary['recipe']}", "", summary["description"], "",
           f"Recipe hash `{summary.get('recipe_hash', '')[:16]}`, tokenizer {summary['tokenizer']['name']} "
-          f"(vocab {summary['tokenizer']['vocab_size']}).", "", "## Sources", "",
+          f"(vocab {summary['tokenizer']['vocab_size']}, EOS {summary['tokenizer']['eos_id']}, content "
+          f"`{summary['tokenizer']['hash'][:12]}`).", "", "## Sources", "",
           "| source | kind | path | filters | description |", "|---|---|---|---|---|"]
     for name, src in summary.get("sources", {}).items():
         filters = ", ".join(f"{k}={v}" for k, v in src["filters"].items()) or "defaults"

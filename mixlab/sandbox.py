@@ -1,61 +1,55 @@
-"""Run untrusted Python programs (model completions, synthetic solutions + their tests) in a sandbox.
+"""Run untrusted Python (model completions, synthetic solutions) in a jail, and judge it against trusted tests.
 
-Contract of :func:`run_python`: the program runs in a separate interpreter and *passes* only when it runs to
-its last line without an exception (an early ``exit()``, ``sys.exit(0)`` or ``os._exit(0)`` is not a pass).
-The result's ``status`` is exactly one of
+Two entry points:
 
-- ``"passed"``  ran to the end; exit status 0;
-- ``"failed"``  an ``AssertionError`` escaped, or the program exited before its end (``SystemExit``/``os._exit``);
-- ``"timeout"`` the wall-clock limit (or the CPU-time backstop) was hit; the whole process group was killed;
-- ``"memory"``  a ``MemoryError`` escaped (address-space limit) or the child was SIGKILLed by someone else than
-  the sandbox and not at its CPU limit (the kernel's OOM killer);
-- ``"error"``   any other exception (``SyntaxError``, ``TypeError``...), a fatal signal (SIGSEGV, SIGXFSZ when
-  the output limit is passed...), or a sandbox that could not start.
+- :func:`run_tests` (``code``, ``tests``, ``entry_point``): the verdict on *untrusted code under trusted tests*.
+  The code and the tests run in **two separate jails**. The candidate jail executes ``code`` and then only
+  answers calls; the judge jail executes the trusted ``setup`` and ``tests`` with every top-level name of the
+  candidate bound to a proxy that sends ``(name, args, kwargs)`` over a pipe and returns the reply. Replies
+  are a tagged binary encoding decoded into builtin types only (str, int, float, bool, None, list, tuple, set, frozenset,
+  dict, bytes, bytearray, complex), so no candidate object, ``__eq__`` or code reaches the judge; exceptions
+  come back as a type name, rebuilt as the builtin exception of that name or ``CandidateError``. Only the judge
+  holds the report descriptor, and it cannot be reached from the candidate jail (other pid, mount and
+  network namespaces; the candidate never sees the tests, nor any secret). So the candidate cannot forge a
+  pass: not by exiting early (``SystemExit`` is a failure; a dead or silent candidate makes the judge's call
+  fail), not by reading a secret (there is none on its side), not by patching the tests, ``check`` or the
+  assertion machinery (they live in another process). Costs of the design: arguments and results must be
+  plain data, and a test that relies on the candidate mutating its arguments sees copies.
+- :func:`run_python` (one program): ``passed`` means the program ran to its last line without an exception
+  (an early ``exit()``/``os._exit(0)`` is ``failed``). The program reports on its own, so this verdict is
+  only as trustworthy as the program (it can find its own report descriptor): use it for code you would
+  believe anyway, and :func:`run_tests` to judge untrusted code.
 
-The parent is never harmed: the child's limits are its own, its output goes to unlinked temporary files capped
-by RLIMIT_FSIZE, and only the last ``tail_bytes`` of each stream are read back. The outcome travels on a
-separate file descriptor, tagged with a per-run random nonce the program is never given (it reaches the
-bootstrap through stdin), so program output cannot forge it by accident; a deliberately hostile program
-could still find it by frame introspection: this is a sandbox for buggy code, not a security boundary
-against targeted attacks.
+``status`` is exactly one of ``"passed"``, ``"failed"`` (an ``AssertionError``, an early exit, or a
+candidate that died or went silent with status 0), ``"timeout"`` (wall clock, or the CPU backstop
+``int(timeout_s) + 2`` s), ``"memory"`` (``MemoryError``, or SIGKILL by the cgroup/kernel OOM killer) and
+``"error"`` (any other exception, a fatal signal such as SIGXFSZ, or a jail that could not start).
 
-Isolation measures (each where available; :func:`isolation` reports what is in effect on this machine):
-
-1. a separate process in its own session and process group; the group is SIGKILLed on timeout and again after
-   the program ends (stray grandchildren); ``--pdeathsig KILL`` when ``setpriv`` exists;
-2. ``python -I -S``: isolated mode (ignores ``PYTHON*`` variables, no user site, no script directory on
-   ``sys.path``) and no ``site``: the program sees the standard library only, no site-packages
-   (``allow_site_packages=True`` drops ``-S``). ``exit``/``quit`` (normally added by ``site``) are provided;
-3. a minimal environment: ``PATH``, ``LANG``/``LC_ALL`` and ``HOME``/``TMPDIR`` pointing at the work dir;
-   no variable of the parent (no ``PYTHONPATH``, no secrets);
-4. a fresh temporary working directory, removed afterwards (even if the program made it read-only);
-5. hard resource limits: RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_FSIZE (output and files), RLIMIT_NOFILE,
-   RLIMIT_NPROC, RLIMIT_CORE=0; stdin is ``/dev/null``;
-6. no network: a new network namespace (``unshare -n``; through a user namespace, ``unshare -r -n``, when not
-   root) in which only a down loopback exists; with it a new pid namespace (``-p -f --kill-child``): the program
-   is pid 1 there, cannot see or signal any process outside, and all its descendants die with it (as pid 1 it
-   ignores signals it has no handler for when they come from inside, e.g. a bare ``signal.alarm``). In addition
-   socket constructors and resolvers raise ``PermissionError``; ``block_network=False`` skips both;
-7. no process creation from Python (``os.fork``/``system``/``spawn*``/``posix_spawn``, ``subprocess``) unless
-   ``block_subprocess=False``;
-8. privileges, when the parent is root: the child drops to ``nobody`` if that user can read the interpreter's
-   standard library, otherwise ``setpriv`` clears every capability (bounding set included) and sets
-   ``no_new_privs``, so the child cannot raise its hard limits or leave its namespace. RLIMIT_NPROC is not
-   enforced by the kernel for uid 0, hence measure 7.
-
-Not provided: file-system isolation (the child can read what its user can read) and syscall filtering.
-Patches 6 and 7 are best effort (``ctypes`` gets around them); the namespace and the limits are the barriers.
-
-Why not ``preexec_fn``: Python documents it as unsafe with threads (the child may deadlock before ``exec``),
-and :func:`run_many` runs sandboxes from threads. The limits are instead set by a small bootstrap inside the
-child, after ``exec`` and before any program code runs, as hard limits the (capability-less) child cannot
-raise again: the same effect without the fork-time hazard. Imports only the standard library.
+Levels. ``strict`` (the default) runs each side in a bubblewrap jail (:mod:`mixlab._sandbox_jail`): the jail
+sees only the interpreter, its standard library and the shared libraries it loads, read-only (never ``/``,
+``/etc``, a home or the repository; site-packages is masked unless ``allow_site_packages``), a fresh
+``/proc`` (its own pid namespace: no host process is visible), a read-only minimal ``/dev``, and one
+private tmpfs capped at ``max_disk_mb`` as its only writable place (``/`` is remounted read-only). It has no
+network of any family: a new network namespace (abstract Unix sockets are per namespace) and no host path
+at which a Unix socket could be reached. A root parent's child switches to ``nobody`` inside the jail (a user
+namespace would keep host uid 0), with no capabilities and ``no_new_privs``. Limits: RLIMIT_AS/CPU/FSIZE/
+NOFILE/NPROC/CORE set as hard limits before the program runs; plus, where cgroups are writable (v1
+``pids``+``memory`` or delegated v2), a per-jail cgroup whose ``pids.max`` and memory limit hold even for
+uid 0 (every jail process starts inside it: the launcher waits until it has been moved). ``--die-with-parent``
+kills the jail with its parent; the next run removes cgroups and temporary folders of dead parents.
+``weak`` is the fallback when bubblewrap is missing or cannot start: ``unshare`` network/pid namespaces,
+``setpriv`` capability drop, the same limits, a host temporary folder, **no file-system isolation**. A machine
+that cannot give ``strict`` makes every run raise :class:`SandboxUnavailable` saying why, unless the caller
+opts in with ``level="weak"`` or ``MIXLAB_SANDBOX_LEVEL=weak`` (then a warning is logged once).
+Both levels also patch sockets and process creation out of Python (``block_network``/``block_subprocess``):
+defence in depth only. Imports only the standard library.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import logging
+import marshal
 import os
 import secrets
 import select
@@ -63,95 +57,38 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
+from mixlab import _sandbox_jail as jail
+
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
-NOBODY = 65534
+Level = Literal["strict", "weak"]
+LEVEL_ENV = "MIXLAB_SANDBOX_LEVEL"
 PROGRAM_FILE = "program.py"
 UNSHARE_LOST_SIGNAL = "unshare: sigprocmask unblock failed"  # printed (exit 1) when its child got SIGKILL
+_CHILD = (Path(__file__).with_name("_sandbox_child.py")).read_text()
+log = logging.getLogger(__name__)
 
-# The child's bootstrap (run with ``python -I -S -c``). Reads one config line from stdin, sets limits, patches
-# the network / process creation away, runs program.py as __main__ and reports the outcome on the report fd as
-# "<KIND> <nonce> <detail>". The nonce never appears in argv or the environment.
-_BOOTSTRAP = r"""
-import sys, os, resource, builtins, types
-_cfg = sys.stdin.readline().split()
-_nonce, _rep = _cfg[0], int(_cfg[10])
-_fd = os.open(os.devnull, os.O_RDONLY); os.dup2(_fd, 0); os.close(_fd)
-_names = ("AS", "CPU", "FSIZE", "NOFILE", "NPROC", "CORE")
-for _name, _val in zip(_names, map(int, _cfg[1:7])):
-    _res = getattr(resource, "RLIMIT_" + _name)
-    _hard = resource.getrlimit(_res)[1]
-    _hi = _val + 1 if _name == "CPU" else _val  # CPU: SIGXCPU at the soft limit, SIGKILL 1 s later
-    if _hard != resource.RLIM_INFINITY:
-        _val, _hi = min(_val, _hard), min(_hi, _hard)
-    resource.setrlimit(_res, (_val, _hi))
-import _signal
-_cpu = ("CPU %s -\n" % _nonce).encode()
-def _on_xcpu(*_):
-    os.write(_rep, _cpu); os._exit(1)
-_signal.signal(_signal.SIGXCPU, _on_xcpu)
-def _denied(*a, **k):
-    raise PermissionError(1, "disabled in the mixlab sandbox")
-if _cfg[7] == "1":
-    import socket as _sock, _socket
-    class _NoSocket(_sock.socket):
-        def __init__(self, *a, **k):
-            _denied()
-    for _mod in (_sock, _socket):
-        _mod.socket = _NoSocket
-        for _n in ("socketpair", "fromfd", "create_connection", "create_server", "getaddrinfo",
-                   "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo"):
-            if hasattr(_mod, _n):
-                setattr(_mod, _n, _denied)
-if _cfg[8] == "1":
-    import _posixsubprocess
-    _posixsubprocess.fork_exec = _denied
-    for _n in ("fork", "forkpty", "system", "popen", "posix_spawn", "posix_spawnp", "spawnv", "spawnve",
-               "spawnvp", "spawnvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe"):
-        if hasattr(os, _n):
-            setattr(os, _n, _denied)
-if int(_cfg[9]) >= 0:
-    os.setgroups([]); os.setgid(int(_cfg[9])); os.setuid(int(_cfg[9]))
-builtins.exit = builtins.quit = sys.exit
-_mem = ("MEM %s -\n" % _nonce).encode()
-def _report(kind, detail="-"):
-    try:
-        os.write(_rep, ("%s %s %s\n" % (kind, _nonce, detail)).encode())
-    except OSError:
-        pass
-_main = types.ModuleType("__main__")
-_main.__file__ = os.path.abspath("program.py")
-sys.modules["__main__"] = _main
-try:
-    with open("program.py", "rb") as _f:
-        _code = compile(_f.read(), _main.__file__, "exec")
-    exec(_code, _main.__dict__)
-    sys.stdout.flush()
-except MemoryError:
-    try:
-        os.write(_rep, _mem); os.write(2, b"MemoryError\n")
-    finally:
-        os._exit(1)
-except SystemExit as _e:
-    _report("EXIT", repr(_e.code).replace(" ", "")); raise
-except BaseException as _e:
-    try:
-        import traceback
-        traceback.print_exc()
-    except BaseException:
-        os.write(2, ("%s: %s\n" % (type(_e).__name__, _e)).encode("utf-8", "replace"))
-    _report("FAIL" if isinstance(_e, AssertionError) else "EXC", type(_e).__name__)
-    sys.exit(1)
-else:
-    _report("OK")
-"""
+
+class SandboxUnavailable(RuntimeError):
+    """This machine cannot give the requested isolation level (the message says what is missing)."""
+
+
+@dataclass(frozen=True)
+class TestedProgram:
+    """Untrusted ``code`` judged by trusted ``tests`` (and ``check(entry_point)`` when set); ``setup`` is
+    trusted code run before the tests on the judge's side (e.g. a prompt's helper functions)."""
+
+    code: str
+    tests: str
+    entry_point: str | None = None
+    setup: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,66 +114,243 @@ class SandboxResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def _probe(cmd: list[str]) -> bool:
+_warned: set[str] = set()
+
+
+def resolve_level(level: str | None = None, python: str | None = None) -> Level:
+    """The level runs get: ``level``, else ``$MIXLAB_SANDBOX_LEVEL``, else strict; raises
+    :class:`SandboxUnavailable` when strict is asked for and this machine cannot give it."""
+    level = level or os.environ.get(LEVEL_ENV) or "strict"
+    if level not in ("strict", "weak"):
+        raise ValueError(f"unknown sandbox level {level!r}: use 'strict' or 'weak' ({LEVEL_ENV})")
+    python = jail.interpreter(python)
+    problem = jail.strict_problem(python)
+    if level == "strict" and problem:
+        raise SandboxUnavailable(
+            f"the strict sandbox is not available on this machine: {problem}. Untrusted code is refused. "
+            f"To accept a sandbox without file-system isolation, set {LEVEL_ENV}=weak (or pass level='weak').")
+    if level == "weak" and "weak" not in _warned:
+        _warned.add("weak")
+        log.warning("mixlab sandbox: running untrusted code at the WEAK level (no file-system isolation)%s",
+                    f": {problem}" if problem else "")
+    return "strict" if level == "strict" else "weak"
+
+
+def isolation(python: str | None = None, level: str | None = None) -> dict[str, object]:
+    """What a run gets on this machine (see the module docstring); ``level`` is None when refused."""
+    python = jail.interpreter(python)
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=10, env={"PATH": os.defpath}).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-@functools.cache
-def _namespace_prefix() -> tuple[str, ...]:
-    """The ``unshare`` prefix giving the child new network (+ pid) namespaces, or () where none is usable."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return ()
-    pid = ("-p", "-f", "--kill-child")
-    options = [("-n", *pid), ("-n",)]
-    options = options + [("-r", *o) for o in options] if os.geteuid() == 0 else [("-r", *o) for o in options]
-    for flags in options:
-        if _probe([unshare, *flags, "--", "true"]):
-            return (unshare, *flags, "--")
-    return ()
-
-
-@functools.cache
-def _privilege_plan(python: str) -> tuple[tuple[str, ...], int]:
-    """(command prefix, uid to switch to or -1). Only when root: ``setpriv`` caps drop and/or ``nobody``."""
-    setpriv = shutil.which("setpriv")
-    prefix: tuple[str, ...] = ()
-    if setpriv and _probe([setpriv, "--pdeathsig", "KILL", "--", "true"]):
-        prefix = (setpriv, "--pdeathsig", "KILL")
-    if os.geteuid() != 0:
-        return ((*prefix, "--") if prefix else ()), -1
-    # nobody must still import the stdlib of *this* interpreter after the switch (a prefix under /root is not)
-    drop = f"import os, sys; os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); import json, traceback"
-    if _probe([python, "-I", "-S", "-c", drop]):
-        return ((*prefix, "--") if prefix else ()), NOBODY
-    caps = ("--bounding-set=-all", "--inh-caps=-all", "--no-new-privs")
-    if setpriv and _probe([setpriv, *caps, "--", "true"]):
-        return (*prefix, *caps, "--"), -1
-    return ((*prefix, "--") if prefix else ()), -1
-
-
-def isolation(python: str | None = None) -> dict[str, object]:
-    """The isolation measures in effect for children of this process (see the module docstring)."""
-    python = python or sys.executable
-    priv_prefix, uid = _privilege_plan(python)
+        lv: str | None = resolve_level(level, python)
+    except SandboxUnavailable:
+        lv = None
+    strict = lv == "strict"
     return {
-        "separate_process_group": True,
-        "python_flags": "-I -S",
-        "minimal_env": True,
-        "temp_workdir": True,
+        "level": lv,
+        "strict_problem": jail.strict_problem(python),
+        "filesystem_isolation": strict,
+        "namespaces": "mount pid net ipc uts" if strict else (" ".join(jail.weak_prefix()[0][1:-1]) or None),
+        "cgroup": jail.cgroup_kind(),
+        "run_as": "nobody" if os.geteuid() == 0 and (strict or jail.weak_prefix()[1] >= 0) else "caller",
         "rlimits": ["AS", "CPU", "FSIZE", "NOFILE", "NPROC", "CORE"],
-        "rlimit_nproc_enforced": os.geteuid() != 0 or uid >= 0,
-        "namespaces": " ".join(_namespace_prefix()[1:-1]) or None,
-        "socket_patch": True,
-        "subprocess_patch": True,
-        "run_as_nobody": uid >= 0,
-        "capabilities_dropped": "--bounding-set=-all" in priv_prefix,
-        "pdeathsig": "--pdeathsig" in priv_prefix,
+        "disk_capped": strict,
         "parent_is_root": os.geteuid() == 0,
     }
+
+
+@dataclass
+class _Side:
+    proc: subprocess.Popen | None
+    out: object
+    err: object
+    cgroup: jail.Cgroup | None
+    hostdir: str | None
+    start_error: str = ""
+
+
+def _launch(mode: str, program: str, extra: dict, fds: tuple[int, ...], lv: Level, python: str, limits: dict,
+            opts: dict, workdir: str) -> _Side:
+    """Start one jail running ``_sandbox_child`` in ``mode``; never raises (a failure is ``start_error``)."""
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 (closed by _finish)
+    side = _Side(None, out, err, None, None)
+    site = ("-I",) if opts["allow_site_packages"] else ("-I", "-S")
+    if lv == "strict":
+        cmd = [*jail.bwrap_argv(shutil.which("bwrap") or "bwrap", python, workdir, opts["max_disk_mb"] << 20,
+                                opts["allow_site_packages"]), python, *site, "-c", _CHILD]
+        uid, cwd = jail.jail_uid(), "/"
+    else:
+        prefix, uid = jail.weak_prefix()
+        side.hostdir = cwd = tempfile.mkdtemp(prefix=f"mixlab-sandbox-{os.getpid()}-", dir=opts["tmp_root"])
+        if uid >= 0:
+            os.chown(cwd, uid, uid)
+        cmd = [*prefix, python, *site, "-c", _CHILD]
+        workdir = cwd
+    if jail.cgroup_kind():
+        try:
+            side.cgroup = jail.Cgroup.create(limits["NPROC"] + 3, (opts["memory_mb"] + opts["max_disk_mb"] + 64) << 20)
+        except OSError as e:
+            side.start_error = f"cannot create the run's cgroup: {e}"
+            return side
+        cmd = [*jail.LAUNCHER, *cmd]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "HOME": workdir, "TMPDIR": workdir}
+    job = {"mode": mode, "program": program, "rlimits": limits, "uid": uid,
+           "block_network": opts["block_network"], "block_subprocess": opts["block_subprocess"], **extra}
+    try:
+        side.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=cwd, env=env,
+                                     start_new_session=True, close_fds=True, pass_fds=fds)
+        assert side.proc.stdin is not None
+        if side.cgroup is not None:
+            side.cgroup.add(side.proc.pid)
+            side.proc.stdin.write(b"\n")
+        with contextlib.suppress(OSError):
+            side.proc.stdin.write(marshal.dumps(job))
+    except OSError as e:
+        side.start_error = f"cannot start: {e}"
+    finally:
+        if side.proc is not None and side.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                side.proc.stdin.close()
+    return side
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait until ``proc`` exits (left unreaped); False on timeout."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout_s * 1000))))
+    finally:
+        os.close(pidfd)
+
+
+def _finish(side: _Side, lv: Level, tail_bytes: int) -> tuple[int | None, str, str, float | None, float | None]:
+    """Kill what is left of ``side``, reap it, release its cgroup and folder: (rc, stdout, stderr, cpu, rss)."""
+    cpu = rss = None
+    rc = None
+    if side.proc is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(side.proc.pid, signal.SIGKILL)
+        if side.proc.returncode is None:
+            _, wstatus, usage = os.wait4(side.proc.pid, 0)
+            side.proc.returncode = os.waitstatus_to_exitcode(wstatus)
+            cpu, rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        rc = side.proc.returncode
+    if side.cgroup is not None:
+        side.cgroup.remove()
+    if side.hostdir is not None:
+        _rmtree(side.hostdir)
+    stdout, stderr = _tail(side.out, tail_bytes), _tail(side.err, tail_bytes)
+    side.out.close()
+    side.err.close()
+    if rc is not None and lv == "strict" and rc > 128:  # bubblewrap exits 128 + signal for a killed child
+        rc = -(rc - 128)
+    if rc == 1 and UNSHARE_LOST_SIGNAL in stderr:  # util-linux 2.38 cannot re-raise SIGKILL
+        rc = -signal.SIGKILL
+    return rc, stdout, side.start_error + stderr, cpu, rss
+
+
+def _options(timeout_s: float, memory_mb: int, kw: dict) -> tuple[dict, dict]:
+    opts = {"memory_mb": memory_mb, "max_output_mb": 16, "max_disk_mb": 64, "max_open_files": 64,
+            "max_processes": 64, "block_network": True, "block_subprocess": True, "allow_site_packages": False,
+            "tail_bytes": 4096, "python": None, "tmp_root": None, "level": None}
+    unknown = set(kw) - set(opts)
+    if unknown:
+        raise TypeError(f"unknown sandbox option(s) {sorted(unknown)}; known: {sorted(opts)}")
+    opts.update(kw)
+    limits = {"AS": memory_mb << 20, "CPU": int(timeout_s) + 2, "FSIZE": opts["max_output_mb"] << 20,
+              "NOFILE": opts["max_open_files"], "NPROC": opts["max_processes"], "CORE": 0}
+    return opts, limits
+
+
+def run_python(program: str, timeout_s: float = 5.0, memory_mb: int = 512, **kwargs) -> SandboxResult:
+    """Run one program (module docstring: its verdict is the program's own). Options (keywords): max_output_mb
+    (16: stdout, stderr, each file), max_disk_mb (64: the jail's tmpfs), max_open_files (64), max_processes
+    (64), block_network, block_subprocess (True), allow_site_packages (False), tail_bytes (4096), python,
+    tmp_root (weak level's folder root), level ('strict' | 'weak'; default ``$MIXLAB_SANDBOX_LEVEL`` or strict)."""
+    opts, limits = _options(timeout_s, memory_mb, kwargs)
+    python = jail.interpreter(opts["python"])
+    lv = resolve_level(opts["level"], python)
+    jail.clean_stale()
+    workdir = f"/tmp/mixlab-sandbox-{secrets.token_hex(8)}"
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as rep:
+        side = _launch("run", program, {"report": rep.fileno()}, (rep.fileno(),), lv, python, limits, opts, workdir)
+        timed_out = side.proc is not None and not _wait(side.proc, timeout_s)
+        rc, out, err, cpu, rss = _finish(side, lv, opts["tail_bytes"])
+        workdir = side.hostdir or workdir
+        if side.proc is None:
+            return SandboxResult("error", None, "", err, time.perf_counter() - start, side.start_error, workdir)
+        cpu_out = cpu is not None and cpu >= limits["CPU"] - 0.5
+        status, detail = _classify(rc, _read_report(rep), timed_out, cpu_out)
+        if status == "error" and rc == 1 and _read_report(rep) is None and "bwrap: " in err:
+            detail = "the jail could not start"
+        return SandboxResult(status, rc, out, err, time.perf_counter() - start, detail, workdir, cpu, rss)
+
+
+def run_tests(code: str, tests: str, entry_point: str | None = None, timeout_s: float = 5.0,
+              memory_mb: int = 512, *, setup: str = "", **kwargs) -> SandboxResult:
+    """Judge untrusted ``code`` by trusted ``tests`` in two jails (module docstring); options as
+    :func:`run_python`, applied to each jail. ``stdout`` is the candidate's; ``stderr`` both sides'."""
+    opts, limits = _options(timeout_s, memory_mb, kwargs)
+    python = jail.interpreter(opts["python"])
+    lv = resolve_level(opts["level"], python)
+    jail.clean_stale()
+    to_c, from_c = os.pipe(), os.pipe()  # (read, write) each: judge -> candidate, candidate -> judge
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as rep:
+        try:
+            cand = _launch("serve", code, {"rx": to_c[0], "tx": from_c[1]}, (to_c[0], from_c[1]), lv, python,
+                           limits, opts, f"/tmp/mixlab-sandbox-{secrets.token_hex(8)}")
+            judge = _launch("judge", tests, {"rx": from_c[0], "tx": to_c[1], "report": rep.fileno(),
+                                             "setup": setup, "entry_point": entry_point or ""},
+                            (from_c[0], to_c[1], rep.fileno()), lv, python, limits, opts,
+                            f"/tmp/mixlab-sandbox-{secrets.token_hex(8)}")
+        finally:
+            for fd in (*to_c, *from_c):
+                os.close(fd)
+        timed_out = False
+        if judge.proc is not None:
+            timed_out = not _wait(judge.proc, timeout_s)
+            if not timed_out and cand.proc is not None:  # a candidate that just died: let its status arrive
+                _wait(cand.proc, min(0.5, max(0.0, timeout_s - (time.perf_counter() - start))))
+        c_rc = cand.proc.poll() if cand.proc is not None else None
+        c = _finish(cand, lv, opts["tail_bytes"])
+        j = _finish(judge, lv, opts["tail_bytes"])
+        c_rc = c[0] if c_rc is not None else None
+        err = (c[2] + j[2])[-opts["tail_bytes"]:]
+        wall = time.perf_counter() - start
+        if judge.proc is None or cand.proc is None:
+            return SandboxResult("error", None, "", err, wall, cand.start_error or judge.start_error)
+        c_cpu = c[3] is not None and c[3] >= limits["CPU"] - 0.5
+        j_cpu = j[3] is not None and j[3] >= limits["CPU"] - 0.5
+        report = _read_report(rep)
+        if report is not None and report[0] == "GONE" and not timed_out:
+            status, detail = _candidate_gone(c_rc, c_cpu)
+        else:
+            status, detail = _classify(j[0], report, timed_out, j_cpu)
+        cpu = None if c[3] is None or j[3] is None else c[3] + j[3]
+        return SandboxResult(status, j[0], c[1], err, wall, detail, "", cpu, max(c[4] or 0, j[4] or 0) or None)
+
+
+def _candidate_gone(rc: int | None, cpu_out: bool) -> tuple[Status, str]:
+    """Status when the candidate process stopped answering the judge (pure)."""
+    if rc is None:
+        return "failed", "the candidate closed its channel before the tests ended"
+    if rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and cpu_out):
+        return "timeout", "CPU-time limit"
+    if rc == -signal.SIGKILL:
+        return "memory", "candidate killed by SIGKILL (out of memory)"
+    if rc < 0:
+        return "error", f"candidate killed by signal {signal.Signals(-rc).name}"
+    return "failed", f"the candidate exited (status {rc}) before the tests ended"
 
 
 def _tail(f, nbytes: int) -> str:
@@ -257,110 +371,19 @@ def _rmtree(path: str) -> None:
     shutil.rmtree(path, onerror=fix)
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
-    """Wait until ``proc`` exits (left unreaped where possible); False on timeout."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        try:
-            proc.wait(timeout_s)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        return bool(poller.poll(max(0, int(timeout_s * 1000))))
-    finally:
-        os.close(pidfd)
-
-
-def _killpg(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def run_python(
-    program: str,
-    timeout_s: float = 5.0,
-    memory_mb: int = 512,
-    *,
-    max_output_mb: int = 16,
-    max_open_files: int = 64,
-    max_processes: int = 64,
-    block_network: bool = True,
-    block_subprocess: bool = True,
-    allow_site_packages: bool = False,
-    tail_bytes: int = 4096,
-    python: str | None = None,
-    tmp_root: str | None = None,
-) -> SandboxResult:
-    """Run ``program`` (Python source) in a sandbox and classify the outcome (module docstring).
-
-    ``timeout_s`` is wall-clock time including interpreter start-up (~30 ms); the CPU-time limit is a backstop
-    at ``int(timeout_s) + 2`` s (SIGXCPU, then SIGKILL a second later). ``memory_mb`` caps the address space; ``max_output_mb`` caps stdout, stderr and
-    every file the program writes. ``tmp_root`` is where the temporary work directory is made.
-    """
-    python = python or sys.executable
-    priv_prefix, uid = _privilege_plan(python)
-    namespaces = _namespace_prefix() if block_network else ()
-    cmd = [*namespaces, *priv_prefix, python, "-I", *(() if allow_site_packages else ("-S",)), "-c", _BOOTSTRAP]
-    nonce = secrets.token_hex(16)
-    limits = [memory_mb << 20, int(timeout_s) + 2, max_output_mb << 20, max_open_files, max_processes, 0]
-    config = [nonce, *map(str, limits), str(int(block_network)), str(int(block_subprocess)), str(uid)]
-    workdir = tempfile.mkdtemp(prefix="mixlab-sandbox-", dir=tmp_root)
-    start = time.perf_counter()
-    try:
-        with open(os.path.join(workdir, PROGRAM_FILE), "w", encoding="utf-8") as f:
-            f.write(program)
-        if uid >= 0:
-            os.chown(workdir, uid, uid)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-               "HOME": workdir, "TMPDIR": workdir}
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as rep:
-            try:
-                proc = subprocess.Popen(
-                    cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir, env=env,
-                    start_new_session=True, close_fds=True, pass_fds=(rep.fileno(),),
-                )
-            except OSError as e:
-                return SandboxResult("error", None, "", "", time.perf_counter() - start, f"cannot start: {e}", workdir)
-            assert proc.stdin is not None
-            with contextlib.suppress(OSError), proc.stdin:  # the child may die before reading its config
-                proc.stdin.write((" ".join([*config, str(rep.fileno())]) + "\n").encode())
-            timed_out = not _wait(proc, timeout_s)
-            _killpg(proc.pid)  # the timed-out program, or strays it left running
-            cpu_s = rss_mb = None
-            if proc.returncode is None:
-                _, wstatus, usage = os.wait4(proc.pid, 0)
-                proc.returncode = os.waitstatus_to_exitcode(wstatus)
-                cpu_s, rss_mb = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
-            wall = time.perf_counter() - start
-            stderr = _tail(err, tail_bytes)
-            returncode = proc.returncode
-            if returncode == 1 and UNSHARE_LOST_SIGNAL in stderr:  # util-linux 2.38 cannot re-raise SIGKILL
-                returncode = -signal.SIGKILL
-            cpu_out = cpu_s is not None and cpu_s >= limits[1] - 0.5
-            status, detail = _classify(returncode, _read_report(rep, nonce), timed_out, cpu_out)
-            return SandboxResult(status, returncode, _tail(out, tail_bytes), stderr, wall, detail, workdir,
-                                 cpu_s, rss_mb)
-    finally:
-        _rmtree(workdir)
-
-
-def _read_report(rep, nonce: str) -> tuple[str, str] | None:
-    """(kind, detail) of the last report line carrying ``nonce``; None when the program never reported."""
+def _read_report(rep) -> tuple[str, str] | None:
+    """(kind, detail) of the last report line; None when nothing was reported."""
     rep.seek(0)
     found = None
     for line in rep.read(1 << 16).decode("ascii", "replace").splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[1] == nonce:
-            found = (parts[0], parts[2])
+        parts = line.split(" ", 1)
+        if len(parts) == 2:
+            found = (parts[0], parts[1])
     return found
 
 
 def _classify(
-    returncode: int, report: tuple[str, str] | None, timed_out: bool, cpu_out: bool = False
+    returncode: int | None, report: tuple[str, str] | None, timed_out: bool, cpu_out: bool = False
 ) -> tuple[Status, str]:
     """Status and detail from how the child ended (pure; see the module docstring for the rules).
     ``cpu_out``: the child used up its CPU-time limit (then a SIGKILL is the kernel's hard CPU limit)."""
@@ -391,11 +414,20 @@ def _classify(
 
 
 def run_many(
-    programs: Sequence[str], workers: int | None = None, timeout_s: float = 5.0, memory_mb: int = 512, **kwargs
+    programs: Sequence[str | TestedProgram], workers: int | None = None, timeout_s: float = 5.0,
+    memory_mb: int = 512, **kwargs,
 ) -> list[SandboxResult]:
-    """:func:`run_python` on each program, ``workers`` at a time (default: CPU count); results in input order."""
+    """:func:`run_python` on each ``str``, :func:`run_tests` on each :class:`TestedProgram`, ``workers`` at a
+    time (default: CPU count); results in input order. Refuses up front (SandboxUnavailable) like they do."""
+    resolve_level(kwargs.get("level"), kwargs.get("python"))
+
+    def one(p: str | TestedProgram) -> SandboxResult:
+        if isinstance(p, TestedProgram):
+            return run_tests(p.code, p.tests, p.entry_point, timeout_s, memory_mb, setup=p.setup, **kwargs)
+        return run_python(p, timeout_s, memory_mb, **kwargs)
+
     workers = max(1, workers or os.cpu_count() or 1)
     if workers == 1 or len(programs) <= 1:
-        return [run_python(p, timeout_s, memory_mb, **kwargs) for p in programs]
+        return [one(p) for p in programs]
     with ThreadPoolExecutor(max_workers=min(workers, len(programs)), thread_name_prefix="sandbox") as pool:
-        return list(pool.map(lambda p: run_python(p, timeout_s, memory_mb, **kwargs), programs))
+        return list(pool.map(one, programs))

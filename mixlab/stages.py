@@ -10,9 +10,12 @@ Workspace layout (``Workspace(root)``)::
     runs/<recipe>/                 summary.json, report.md, loss.png
 
 Keys: curate = (kind, resolved input, filters, stage version); tokenizer = (spec, curated keys); tokens =
-(curated key, tokenizer hash, seed, heldout_docs); pack = (tokens keys, seq_len, batch, seed, phase budget,
-mixture, max_repeat, ledger positions at phase start); train = (pack key, model, train spec, phase LR and init,
-parent train key). Two recipes that share a phase (the study's variants) share its packed data and training.
+(curated key, tokenizer content hash, seed, heldout_docs); pack = (tokens keys, seq_len, batch, seed, phase
+budget, mixture, max_repeat, ledger positions at phase start); train = :func:`mixlab.train.keys.train_key` (pack
+key, model, result-changing train settings, phase LR, init checkpoint's key), the same key the trainer checks its
+checkpoints against. Two recipes that share a phase (the study's variants) share its packed data and training.
+The tokenizer's identity (:class:`mixlab.tokenizer.TokenizerInfo`) is built once here and travels in token
+shards, manifests, export sidecars and checkpoints.
 """
 
 from __future__ import annotations
@@ -21,34 +24,23 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mixlab.recipe import Recipe, recipe_hash, section_hash
+from mixlab.workspace import Workspace, clean_stale, relative, write_json_atomic
+
+if TYPE_CHECKING:
+    from mixlab.tokenizer import TokenizerInfo
 
 CURATE_VERSION = 1
 TOKENIZE_VERSION = 1
-PACK_VERSION = 1
-TRAIN_VERSION = 1
+PACK_VERSION = 2  # 2: manifests carry TokenizerInfo (the EOS id the data uses)
 log = logging.getLogger("mixlab")
-# Train settings that do not change the weights a phase produces: not part of its cache key.
-RESULT_NEUTRAL_TRAIN_FIELDS = {"checkpoint_every"}
-
-
-@dataclass
-class Workspace:
-    root: Path
-
-    def __post_init__(self) -> None:
-        self.root = Path(self.root)
-
-    def path(self, *parts: str) -> Path:
-        p = self.root.joinpath(*parts)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
 
 
 @dataclass
@@ -60,10 +52,7 @@ class RunState:
     curated: dict[str, Path] = field(default_factory=dict)
     curate_keys: dict[str, str] = field(default_factory=dict)
     curation_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-    encoding_spec: dict[str, str] | None = None
-    tokenizer_hash: str = ""
-    tokenizer_name: str = ""
-    vocab_size: int = 0
+    tokenizer: TokenizerInfo | None = None
     shards: dict[str, Path] = field(default_factory=dict)
     token_keys: dict[str, str] = field(default_factory=dict)
     packed: dict[str, Path] = field(default_factory=dict)
@@ -93,22 +82,65 @@ def curate(state: RunState, executor: str = "local", tasks: int = 1, workers: in
     bar = _progress(list(r.sources.items()), "curate", progress)
     for name, src in bar:
         bar.set_postfix_str(name)
-        path = r.resolve_path(name) if src.path else ""
-        key = section_hash("curate", CURATE_VERSION, src.kind, path, src.filters)
+        path = r.resolve_path(name)  # "" for a generated source
+        key = section_hash("curate", CURATE_VERSION, src.kind, _portable(path), src.filters_json())
         out = state.ws.path("curated", f"{name}-{key}")
         stats_file = out / "stats.json"
-        if not stats_file.exists():
-            log.info("curate %s (%s) from %s", name, src.kind, path or "generator")
-            out.mkdir(parents=True, exist_ok=True)
-            with open(out / "curate.log", "w") as sink, _quiet_stderr(sink):
-                stats = run_curation(
-                    src.kind, path, str(out / "docs"), src.filters, executor=executor, tasks=tasks,
-                    workers=workers, logging_dir=str(out / "logs"),
-                )
-            stats_file.write_text(json.dumps(_jsonable(stats), indent=2))
+        with state.ws.lock("curated", out.name):
+            damage = curated_damage(out)
+            if damage:  # finished once, since damaged: rebuilt from scratch (logs too, or tasks would be skipped)
+                _needs_build(out, damage)
+            if not stats_file.exists():  # new, or interrupted: datatrove's completion markers resume it
+                log.info("curate %s (%s) from %s", name, src.kind, path or "generator")
+                out.mkdir(parents=True, exist_ok=True)
+                with open(out / "curate.log", "w") as sink, _quiet_stderr(sink):
+                    stats = run_curation(  # the same call as pipelines/*.py --recipe R --source NAME
+                        src.filters, path, str(out / "docs"), executor=executor, tasks=tasks,
+                        workers=workers, logging_dir=str(out / "logs"),
+                    )
+                record = _jsonable(stats)
+                for field_name in ("logging_dir", "output_folder"):  # workspace-relative: same bytes anywhere
+                    if isinstance(record.get(field_name), str):
+                        record[field_name] = relative(record[field_name], state.ws.root)
+                record["files"] = digests_under(out / "docs")
+                write_json_atomic(stats_file, record)
         state.curated[name] = out / "docs"
         state.curate_keys[name] = key
         state.curation_stats[name] = json.loads(stats_file.read_text())
+
+
+def _portable(path: str) -> str:
+    """A source path as it enters cache keys: the embedded sample as ``@sample/...``, so keys do not depend on
+    where mixlab is installed."""
+    from mixlab.recipe import SAMPLE_ROOT, sample_root
+
+    root = str(sample_root())
+    return SAMPLE_ROOT + path[len(root):] if path.startswith(root) else path
+
+
+def digests_under(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and xxh64 of every file below ``folder``, keyed by POSIX path relative to it."""
+    from mixlab.workspace import digest
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).is_dir() else []
+    return {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "xxh64": digest(p)} for p in files}
+
+
+def curated_damage(out: Path) -> list[str]:
+    """Why a finished curated output cannot be used (documents differing from their recorded digests, unreadable
+    statistics); empty when it is fine or not finished yet."""
+    from mixlab.workspace import verify
+
+    stats_file = out / "stats.json"
+    if not stats_file.exists():
+        return []
+    try:
+        recorded = json.loads(stats_file.read_text()).get("files")
+    except ValueError:
+        return [f"{stats_file}: not valid JSON"]
+    if recorded is None:
+        return [f"{stats_file}: records no document digests (an older mixlab wrote it)"]
+    return verify(out / "docs", recorded)
 
 
 @contextlib.contextmanager
@@ -137,54 +169,92 @@ def _jsonable(stats: Any) -> Any:
 
 
 def build_tokenizer(state: RunState) -> None:
-    from mixlab.shards import iter_documents, load_encoding
-    from mixlab.tokenizer import encoding_hash, save_ranks, train_bpe
+    """The recipe's tokenizer: a named encoding, or a BPE trained on the curated sources (cached by key)."""
+    from mixlab.tokenizer import TokenizerInfo, load_tokenizer, named_encoding, tokenizer_info
 
     spec = state.recipe.tokenizer
     if spec.kind == "tiktoken":
-        state.encoding_spec = {"kind": "tiktoken", "name": spec.name}
-    else:
-        key = section_hash("bpe", spec.model_dump(mode="json"), sorted(state.curate_keys.items()))
-        folder = state.ws.path("tokenizer", key)
-        ranks = folder / "tokenizer.tiktoken"
-        if not ranks.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            per_source = spec.train_bytes // max(1, len(state.curated))
-            texts: list[str] = []
-            for name in sorted(state.curated):  # equal byte share per source: no mixture biases the vocabulary
-                used = 0
-                for doc in iter_documents(state.curated[name]):
-                    if used >= per_source:
-                        break
-                    texts.append(doc["text"][: per_source - used])
-                    used += len(texts[-1])
-            log.info("train BPE vocab=%d on %.1f MB", spec.vocab_size, sum(map(len, texts)) / 1e6)
-            save_ranks(train_bpe(texts, spec.vocab_size, name=f"mixlab-bpe-{key[:8]}"), ranks)
-        state.encoding_spec = {"kind": "bpe", "path": str(ranks), "name": f"mixlab-bpe-{key[:8]}"}
-    enc = load_encoding(state.encoding_spec)
-    state.tokenizer_hash = encoding_hash(enc)
-    state.tokenizer_name = enc.name
-    state.vocab_size = enc.n_vocab
+        state.tokenizer = tokenizer_info(named_encoding(spec.name), "tiktoken")
+        return
+    key = section_hash("bpe", spec.model_dump(mode="json"), sorted(state.curate_keys.items()))
+    rel = f"tokenizer/{key}/tokenizer.tiktoken"
+    ranks, info_file = state.ws.path(rel), state.ws.path("tokenizer", key, "info.json")
+    with state.ws.lock("tokenizer", key):
+        clean_stale(ranks)
+        if info_file.exists():
+            try:
+                state.tokenizer = TokenizerInfo.model_validate_json(info_file.read_text())
+                load_tokenizer(state.tokenizer, rank_file=ranks)  # checks the rank file's content hash
+                return
+            except (ValueError, OSError) as e:  # TokenizerMismatch is a ValueError
+                log.warning("retraining the tokenizer in %s: %s", ranks.parent, str(e).splitlines()[0])
+                info_file.unlink()
+        _train_tokenizer(state, key, rel)
+
+
+def _train_tokenizer(state: RunState, key: str, rel: str) -> None:
+    from mixlab.shards import iter_documents
+    from mixlab.tokenizer import save_ranks, tokenizer_info, train_bpe
+    from mixlab.workspace import write_json_atomic
+
+    spec = state.recipe.tokenizer
+    per_source = spec.train_bytes // max(1, len(state.curated))
+    texts: list[str] = []
+    for name in sorted(state.curated):  # equal byte share per source: no mixture biases the vocabulary
+        used = 0
+        for doc in iter_documents(state.curated[name]):
+            if used >= per_source:
+                break
+            texts.append(doc["text"][: per_source - used])
+            used += len(texts[-1])
+    log.info("train BPE vocab=%d on %.1f MB", spec.vocab_size, sum(map(len, texts)) / 1e6)
+    enc = train_bpe(texts, spec.vocab_size, name=f"mixlab-bpe-{key[:8]}")
+    save_ranks(enc, state.ws.path(rel))
+    state.tokenizer = tokenizer_info(enc, "bpe", rank_file=rel)
+    write_json_atomic(state.ws.path("tokenizer", key, "info.json"), state.tokenizer.model_dump_json(indent=2))
+
+
+def encoding_ref(state: RunState):
+    """The picklable handle tokenize workers load the recipe's encoding from."""
+    from mixlab.shards import EncodingRef
+
+    assert state.tokenizer is not None
+    rank_file = str(state.ws.root / state.tokenizer.rank_file) if state.tokenizer.rank_file else None
+    return EncodingRef(state.tokenizer, rank_file)
+
+
+def _needs_build(out: Path, problems: list[str]) -> bool:
+    """True when ``out`` must be (re)built: absent, or damaged (then it is removed, with a warning). Call under
+    the output's lock; temporary folders of killed runs beside it are removed too."""
+    clean_stale(out)
+    if not problems:
+        return False
+    if out.exists():
+        log.warning("rebuilding %s: %s", out, "; ".join(problems[:3]))
+        shutil.rmtree(out, ignore_errors=True)
+    return True
 
 
 def tokenize(state: RunState, workers: int = 1, progress: bool = True) -> None:
-    from mixlab.shards import tokenize_source
+    from mixlab.shards import TokenShard, tokenize_source
 
-    if state.encoding_spec is None:
+    if state.tokenizer is None:
         build_tokenizer(state)
+    assert state.tokenizer is not None
     r = state.recipe
     bar = _progress(list(state.curated.items()), "tokenize", progress)
     for name, curated in bar:
         bar.set_postfix_str(name)
-        key = section_hash("tokens", TOKENIZE_VERSION, state.curate_keys[name], state.tokenizer_hash, r.seed,
+        key = section_hash("tokens", TOKENIZE_VERSION, state.curate_keys[name], state.tokenizer.hash, r.seed,
                            r.sources[name].heldout_docs)
         out = state.ws.path("tokens", f"{name}-{key}")
-        if not (out / "meta.json").exists():
-            log.info("tokenize %s", name)
-            tokenize_source(
-                curated, out, state.encoding_spec, heldout_docs=r.sources[name].heldout_docs, seed=r.seed,
-                workers=workers, extra_meta={"source": name, "curation": state.curation_stats.get(name, {})},
-            )
+        with state.ws.lock("tokens", out.name):
+            if _needs_build(out, TokenShard(out).problems()):
+                log.info("tokenize %s", name)
+                tokenize_source(
+                    curated, out, encoding_ref(state), heldout_docs=r.sources[name].heldout_docs, seed=r.seed,
+                    workers=workers, extra_meta={"source": name, "curation": state.curation_stats.get(name, {})},
+                )
         state.shards[name] = out
         state.token_keys[name] = key
 
@@ -194,8 +264,6 @@ def tokenize(state: RunState, workers: int = 1, progress: bool = True) -> None:
 
 def pack(state: RunState) -> None:
     from mixlab.pack.manifest import read_manifest
-    from mixlab.pack.writer import pack_phase
-    from mixlab.shards import TokenShard
 
     r = state.recipe
     ledger: dict[str, int] = {}
@@ -206,24 +274,58 @@ def pack(state: RunState) -> None:
             phase.tokens, {s: phase.mixture[s] for s in active}, phase.max_repeat, {s: ledger.get(s, 0) for s in active},
         )
         out = state.ws.path("packed", f"{pname}-{key}")
-        if not (out / "manifest.json").exists():
-            log.info("pack phase %s", pname)
-            shards = {s: TokenShard(state.shards[s]) for s in active}
-            pack_phase(
-                out, phase=pname, phase_index=index, requested_tokens=phase.tokens, mixture=phase.mixture,
-                max_repeat=phase.max_repeat, sources={s: sh.train(s) for s, sh in shards.items()},
-                source_meta={s: sh.meta for s, sh in shards.items()}, starts=ledger, seq_len=r.seq_len,
-                batch_size=r.train.batch_size, seed=r.seed,
-                header={
-                    "recipe_name": r.name, "recipe_hash": recipe_hash(r), "pack_key": key,
-                    "vocab_size": state.vocab_size, "eos_id": state.vocab_size - 1,
-                    "tokenizer_name": state.tokenizer_name, "tokenizer_hash": state.tokenizer_hash,
-                },
-            )
+        with state.ws.lock("packed", out.name):
+            if _needs_build(out, phase_problems(out, key)):
+                log.info("pack phase %s", pname)
+                _pack_one(state, out, pname, index, key, ledger)
         manifest = read_manifest(out)
         for s, entry in manifest.sources.items():
             ledger[s] = entry.ledger_end
         state.packed[pname] = out
+
+
+def _check_disk(root: Path, need: int, what: str) -> None:
+    """Refuse to start a write that cannot fit (with 5% to spare) instead of failing half-way."""
+    from mixlab.errors import MixlabError
+
+    free = shutil.disk_usage(root).free
+    if need * 1.05 > free:
+        raise MixlabError(f"{what} needs {need / 1e9:.3g} GB but {root} has {free / 1e9:.3g} GB free; free space, "
+                          f"use a --workdir on a larger disk, or lower the phase budget (`mixlab plan` shows sizes)")
+
+
+def phase_problems(out: Path, key: str) -> list[str]:
+    """Why the packed phase at ``out`` cannot be reused (missing, damaged, or written for another key)."""
+    from mixlab.errors import MixlabError
+    from mixlab.pack.dataset import open_phase
+
+    if not (out / "manifest.json").exists():
+        return [f"{out}: not packed yet"]
+    try:
+        phase = open_phase(out, verify=True)
+    except MixlabError as e:
+        return [str(e)]
+    if phase.manifest.pack_key != key:
+        return [f"{out}/manifest.json: pack_key {phase.manifest.pack_key} differs from the folder's {key}"]
+    return []
+
+
+def _pack_one(state: RunState, out: Path, pname: str, index: int, key: str, ledger: dict[str, int]) -> None:
+    from mixlab.pack.ledger import SourceTokens
+    from mixlab.pack.writer import pack_phase
+    from mixlab.shards import TokenShard
+
+    r, phase = state.recipe, state.recipe.phases[pname]
+    active = [s for s, w in phase.mixture.items() if w > 0]
+    shards = {s: TokenShard(state.shards[s]).verified() for s in active}  # digests checked before reading
+    pack_phase(
+        out, phase=pname, phase_index=index, requested_tokens=phase.tokens, mixture=phase.mixture,
+        max_repeat=phase.max_repeat, sources={s: SourceTokens(s, *sh.train_arrays()) for s, sh in shards.items()},
+        source_meta={s: sh.meta for s, sh in shards.items()}, starts=ledger, seq_len=r.seq_len,
+        batch_size=r.train.batch_size, seed=r.seed,
+        header={"recipe_name": r.name, "recipe_hash": recipe_hash(r), "pack_key": key, "tokenizer": state.tokenizer},
+        check_space=lambda need: _check_disk(state.ws.root, need, f"packing phase {pname!r}"),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -236,43 +338,36 @@ def heldout_sets(state: RunState, max_sequences: int = 16) -> dict[str, Any]:
 
     out = {}
     for name, path in state.shards.items():
-        seqs = TokenShard(path).heldout_sequences(state.recipe.seq_len, max_sequences)
+        seqs = TokenShard(path).verified().heldout_sequences(state.recipe.seq_len, max_sequences)
         if len(seqs):
             out[name] = torch.from_numpy(seqs.astype("int64"))
     return out
 
 
 def train(state: RunState, progress: bool = True) -> None:
+    """Train the phases in order; each phase's folder is named by :func:`mixlab.train.keys.train_key`."""
     from mixlab.pack.dataset import SequenceLoader, open_phase
+    from mixlab.train.keys import InitFrom, resolve_init, train_key
     from mixlab.train.trainer import train_phase
 
+    assert state.tokenizer is not None
     r = state.recipe
     heldout = heldout_sets(state)
-    parent_key = ""
-    previous: Path | None = None
-    for pname, phase in r.phases.items():
-        packed = open_phase(state.packed[pname], tokenizer_hash=state.tokenizer_hash)
-        if phase.init_from == "scratch":
-            init, parent_key = None, ""
-        elif phase.init_from == "previous":
-            init = previous
-        elif phase.init_from in state.trained:
-            init, parent_key = state.trained[phase.init_from] / "final.pt", phase.init_from
-        else:
-            init, parent_key = Path(phase.init_from), str(phase.init_from)
-        key = section_hash(
-            "train", TRAIN_VERSION, packed.manifest.pack_key, r.model.model_dump(mode="json"),
-            r.train.model_dump(mode="json", exclude=RESULT_NEUTRAL_TRAIN_FIELDS), phase.lr.model_dump(mode="json"),
-            phase.init_from,
-            phase.reset_optimizer, parent_key, r.seed,
-        )
+    trained: dict[str, InitFrom] = {}
+    for pname in r.phases:
+        packed = open_phase(state.packed[pname], tokenizer_hash=state.tokenizer.hash)
+        init = resolve_init(r, pname, trained)
+        key = train_key(r, pname, packed.manifest.pack_key, init.key if init else None)
         out = state.ws.path("train", f"{pname}-{key}")
         rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))  # set by torchrun
         loader = SequenceLoader(packed, r.train.batch_size, rank=rank, world_size=world)
-        result = train_phase(r, pname, loader, out, init, heldout, vocab_size=state.vocab_size, progress=progress)
+        # Under torchrun every rank trains the same phase together: only a lone process takes the lock (two
+        # concurrent `mixlab train` on one workspace then run one after the other; the second reuses final.pt).
+        with state.ws.lock("train", out.name) if world == 1 else contextlib.nullcontext():
+            result = train_phase(r, pname, loader, out, init, heldout, progress=progress)
         state.trained[pname] = out
         state.results[pname] = result
-        previous, parent_key = out / "final.pt", key
+        trained[pname] = InitFrom(out / "final.pt", key)
 
 
 def evaluate(state: RunState, suite: str = "default") -> None:
@@ -283,7 +378,10 @@ def evaluate(state: RunState, suite: str = "default") -> None:
     out = state.trained[last] / f"eval-{suite}"
     if not (out / "eval.json").exists():
         log.info("evaluate %s on suite %s", last, suite)
-        evaluate_checkpoint(state.trained[last], state.encoding_spec, suite, out_dir=out)
+        ref = encoding_ref(state)  # TODO(lead): eval reads TokenizerInfo from the checkpoint
+        spec = ({"kind": "bpe", "path": ref.rank_file, "name": ref.info.name} if ref.rank_file
+                else {"kind": "tiktoken", "name": ref.info.name})
+        evaluate_checkpoint(state.trained[last], spec, suite, out_dir=out)
     state.results["evaluation"] = json.loads((out / "eval.json").read_text())
 
 

@@ -7,7 +7,11 @@ Contract:
 - ``train_bpe(texts, vocab_size)`` trains a byte-level BPE with HF ``tokenizers`` and returns it as a tiktoken
   Encoding (rank = HF id, through the GPT-2 byte<->unicode table) with ``<|endoftext|>`` as the last id; its
   ranks are saved/loaded as a ``.tiktoken`` file (base64 token, rank per line: tiktoken's own format).
-- ``encoding_hash(enc)`` identifies an encoding by its ranks, specials and split pattern.
+- ``encoding_hash(enc)`` identifies an encoding by its content: ranks, specials and split pattern.
+- :class:`TokenizerInfo` is the tokenizer's one identity (kind, name, content hash, vocabulary size, the EOS id the
+  data actually ends documents with, and for a trained BPE its rank file relative to the workspace root). It is
+  built once (:func:`tokenizer_info`), stored in token shards, packed manifests, export sidecars and checkpoints,
+  and turned back into an encoding by :func:`load_tokenizer`, which refuses a file whose content hash differs.
 - ``encode_document(enc, text)`` splits whitespace-free runs longer than ``MAX_RUN`` chars before encoding:
   tiktoken is superlinear on them (published: 50k chars 1241 ms vs 2 ms for a linear BPE).
 """
@@ -24,7 +28,11 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import tiktoken
+from pydantic import BaseModel, ConfigDict, Field
+
+from mixlab.errors import MixlabError
 
 EOT = "<|endoftext|>"
 # GPT-2's split pattern (no possessive quantifiers, so HF's Oniguruma and tiktoken's regex agree exactly).
@@ -146,6 +154,89 @@ def encoding_hash(enc: tiktoken.Encoding) -> str:
 
 def eot_id(enc: tiktoken.Encoding) -> int:
     return enc.eot_token
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """Smallest unsigned dtype for token ids: uint16 up to 65,536 ids, else uint32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+NAMED_ENCODINGS = tuple(_CACHE_NAMES)
+
+
+class TokenizerMismatch(MixlabError, ValueError):
+    """A tokenizer file or name that is not the one the data or the checkpoint was made with."""
+
+
+class TokenizerInfo(BaseModel):
+    """Who tokenized the data: enough to find the encoding again and to refuse a different one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: str = Field(description="'tiktoken' (a named encoding shipped offline) or 'bpe' (trained by mixlab).")
+    name: str = Field(description="Encoding name (cl100k_base, o200k_base, mixlab-bpe-<key>).")
+    hash: str = Field(description="encoding_hash: sha256 of ranks, specials and split pattern (content, not path).")
+    vocab_size: int = Field(description="Number of ids (n_vocab, specials included).")
+    eos_id: int = Field(description="The id that ends every document in the data (tiktoken's eot_token).")
+    rank_file: str | None = Field(
+        None, description="bpe only: the .tiktoken rank file, relative to the workspace root."
+    )
+
+    @property
+    def dtype(self) -> np.dtype:
+        return token_dtype(self.vocab_size)
+
+
+def tokenizer_info(enc: tiktoken.Encoding, kind: str, rank_file: str | None = None) -> TokenizerInfo:
+    """The identity of ``enc`` (``kind`` 'tiktoken' or 'bpe'; ``rank_file`` workspace-relative for bpe)."""
+    return TokenizerInfo(kind=kind, name=enc.name, hash=encoding_hash(enc), vocab_size=enc.n_vocab,
+                         eos_id=enc.eot_token, rank_file=rank_file)
+
+
+def load_tokenizer(info: TokenizerInfo, near: Path | str | None = None,
+                   rank_file: Path | str | None = None) -> tiktoken.Encoding:
+    """The encoding ``info`` names, checked by content hash.
+
+    A named encoding is rebuilt from the shipped files. A trained BPE is read from ``rank_file`` when given,
+    else from ``info.rank_file`` looked up relative to ``near`` and each of its parents (a packed phase, a token
+    shard or a checkpoint inside the workspace finds its tokenizer this way). A file whose content differs from
+    ``info.hash`` raises :class:`TokenizerMismatch`.
+    """
+    if info.kind == "tiktoken" and rank_file is None:
+        enc = named_encoding(info.name)
+    else:
+        path = Path(rank_file) if rank_file is not None else _find_rank_file(info, near)
+        enc = load_ranks(path, info.name)
+    got = encoding_hash(enc)
+    if got != info.hash:
+        raise TokenizerMismatch(
+            f"tokenizer {rank_file or info.rank_file or info.name} has content hash {got[:12]}, but the data was "
+            f"tokenized with {info.name} {info.hash[:12]}; use the tokenizer the workspace trained "
+            f"(<workdir>/{info.rank_file or 'tokenizer/<key>/tokenizer.tiktoken'}) or re-run the recipe"
+        )
+    return enc
+
+
+def _find_rank_file(info: TokenizerInfo, near: Path | str | None) -> Path:
+    if not info.rank_file:
+        raise TokenizerMismatch(f"tokenizer {info.name}: no rank file recorded; pass the .tiktoken file explicitly")
+    start = Path(near).resolve() if near is not None else Path.cwd()
+    for folder in (start, *start.parents):
+        if (folder / info.rank_file).exists():
+            return folder / info.rank_file
+    raise TokenizerMismatch(
+        f"tokenizer {info.name}: {info.rank_file} not found above {start}; pass the .tiktoken file the workspace "
+        f"trained (--tokenizer <workdir>/{info.rank_file})"
+    )
+
+
+def tokenizer_from_arg(arg: str) -> tuple[str, Path | None]:
+    """A CLI ``--tokenizer`` value: a named encoding, or a .tiktoken rank file. Returns (name or '', path)."""
+    if arg in NAMED_ENCODINGS:
+        return arg, None
+    if not Path(arg).exists():
+        raise TokenizerMismatch(f"--tokenizer {arg!r}: give {' or '.join(NAMED_ENCODINGS)} or a .tiktoken rank file "
+                                f"(a trained BPE is at <workdir>/tokenizer/<key>/tokenizer.tiktoken)")
+    return "", Path(arg)
 
 
 def encode_document(enc: tiktoken.Encoding, text: str) -> list[int]:

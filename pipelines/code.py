@@ -1,11 +1,15 @@
 """Curate The Stack code: top-25 languages, StarCoder-style quality filters, exact dedup per task.
 
-Local, embedded sample::
+A recipe's source, with the recipe's input path and filters (what ``mixlab curate`` runs)::
+
+    python pipelines/code.py --recipe recipes/base.yaml --source code --output out/curated/code
+
+Local, embedded sample, default options::
 
     python pipelines/code.py --input mixlab/sample/data/stack/data --output out/curated/stack
 
 Local, real data (one language folder per run keeps the download to what is kept; the language list is
-``mixlab.curate.languages.TOP25_LANGUAGES`` unless ``--filters '{"languages": [...]}'``)::
+``mixlab.recipe.languages.TOP25_LANGUAGES`` unless ``--filters '{"languages": [...]}'``)::
 
     python pipelines/code.py --input hf://datasets/bigcode/the-stack-dedup/data/python \\
         --output s3://bucket/curated/stack/python --tasks 64 --workers 16

@@ -1,6 +1,10 @@
 """Curate code-adjacent sources: CommitPack commits, Jupyter notebooks, StackExchange Q&A.
 
-Local, embedded sample::
+A recipe's source, with the recipe's input path and filters (what ``mixlab curate`` runs)::
+
+    python pipelines/code_adjacent.py --recipe recipes/base.yaml --source commits --output out/curated/commits
+
+Local, embedded sample, default options::
 
     python pipelines/code_adjacent.py --kind commits --input mixlab/sample/data/commits \\
         --output out/curated/commits

@@ -1,5 +1,9 @@
 """Curate the markup subset (HTML, CSS, Markdown from The Stack) with light filters.
 
+A recipe's source, with the recipe's input path and filters (what ``mixlab curate`` runs)::
+
+    python pipelines/markup.py --recipe recipes/base.yaml --source markup --output out/curated/markup
+
 Local, embedded sample (the language filter keeps only the markup folders' files)::
 
     python pipelines/markup.py --input mixlab/sample/data/stack/data --output out/curated/markup

@@ -9,6 +9,10 @@ User problems (JSONL with task_id, prompt, solution, tests, entry_point; plain, 
 
     python pipelines/synthetic.py --problems data/problems.jsonl.zst --include-tests --output out/curated/synthetic_user
 
+A recipe's synthetic source (its generator settings and sandbox limits, as ``mixlab curate`` runs it)::
+
+    python pipelines/synthetic.py --recipe recipes/base.yaml --source synthetic --output out/curated/synthetic
+
 Both, sharded over 8 tasks (4 at a time locally), on Slurm, on Ray::
 
     python pipelines/synthetic.py --generate 100000 --problems data/problems --tasks 8 --workers 4 \\
@@ -17,15 +21,15 @@ Both, sharded over 8 tasks (4 at a time locally), on Slurm, on Ray::
         --executor slurm --partition cpu --time 04:00:00 --tasks 200 --cpus-per-task 8 --sandbox-workers 8
     python pipelines/synthetic.py --generate 1000000 --output /scratch/curated/synthetic --executor ray --tasks 200
 
-``--workers`` is the number of datatrove tasks run at once (as in every ``pipelines/*.py``); ``--sandbox-workers``
-the verification processes within one task. Output: ``<output>/<rank>.jsonl.zst``; stats (every problem kept or
+The flags below are the fields of ``SyntheticOptions`` (``mixlab.recipe.sources``; ``--filters JSON`` sets any of
+them too, ``--input`` is the problems path). ``--workers`` is the number of datatrove tasks run at once (as in every
+``pipelines/*.py``); ``--sandbox-workers`` the verification processes within one task. Output: ``<output>/<rank>.jsonl.zst``; stats (every problem kept or
 dropped with a reason: tests_failed, timeout, memory, error, malformed_json...) are printed as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,79 +37,44 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from mixlab.curate import script  # noqa: E402
+
+# flag -> SyntheticOptions field; a flag left out leaves the field to --filters or its default
+FLAGS = {
+    "generate": "generate",
+    "seed": "seed",
+    "problems": "problems_path",
+    "include_tests": "include_tests",
+    "timeout_s": "timeout_s",
+    "memory_mb": "memory_mb",
+    "sandbox_workers": "workers",
+    "corrupt_fraction": "corrupt_fraction",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from mixlab.curate.script import add_executor_args
-
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", required=True, help="Output folder for <rank>.jsonl.zst files.")
-    p.add_argument("--generate", type=int, default=0, help="Problems made by the built-in generator.")
-    p.add_argument("--seed", type=int, default=0, help="Generator seed.")
-    p.add_argument(
-        "--problems", default=None, help="User problems JSONL: file, folder or glob (local or URL)."
+    p = script.build_parser(["synthetic"], __doc__)
+    g = p.add_argument_group("synthetic options (without --recipe; defaults: SyntheticOptions)")
+    g.add_argument("--generate", type=int, default=None, help="Problems made by the built-in generator.")
+    g.add_argument("--seed", type=int, default=None, help="Generator seed.")
+    g.add_argument("--problems", default=None, help="User problems JSONL: file, folder or glob (local or URL).")
+    g.add_argument(
+        "--include-tests", action="store_true", default=None, help="Append the passing tests to the training text."
     )
-    p.add_argument(
-        "--include-tests", action="store_true", help="Append the passing tests to the training text."
-    )
-    p.add_argument("--timeout-s", type=float, default=5.0, help="Wall-clock limit per verification run.")
-    p.add_argument("--memory-mb", type=int, default=512, help="Memory limit per verification run (MiB).")
-    p.add_argument("--sandbox-workers", type=int, default=2, help="Verification runs in parallel per task.")
-    p.add_argument(
-        "--corrupt-fraction", type=float, default=0.0, help="Testing only: wrong generated solutions."
-    )
-    add_executor_args(p)
+    g.add_argument("--timeout-s", type=float, default=None, help="Wall-clock limit per verification run (5).")
+    g.add_argument("--memory-mb", type=int, default=None, help="Memory limit per verification run, MiB (512).")
+    g.add_argument("--sandbox-workers", type=int, default=None, help="Verification runs in parallel per task (2).")
+    g.add_argument("--corrupt-fraction", type=float, default=None, help="Testing only: wrong generated solutions.")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse ``argv``, run the pipeline, print and return its statistics."""
-    from pydantic import ValidationError
-
-    from mixlab.curate.pipeline import default_logging_dir, make_executor
-    from mixlab.curate.script import executor_kwargs
-    from mixlab.curate.stats import curation_stats
-    from mixlab.curate.synthetic_options import SyntheticOptions
-    from mixlab.sources.synthetic import build_synthetic_pipeline
-
-    args = build_parser().parse_args(argv)
-    try:
-        options = SyntheticOptions(
-            generate=args.generate,
-            seed=args.seed,
-            problems_path=args.problems,
-            include_tests=args.include_tests,
-            timeout_s=args.timeout_s,
-            memory_mb=args.memory_mb,
-            workers=args.sandbox_workers,
-            corrupt_fraction=args.corrupt_fraction,
-        )
-    except ValidationError as e:
-        sys.exit(f"invalid options: {e}")
-    logging_dir = args.logging_dir or default_logging_dir(args.output)
-    workers = args.workers if args.workers is not None else (1 if args.executor == "local" else -1)
-    pipeline = build_synthetic_pipeline(args.output, options)
-    exe = make_executor(
-        args.executor,
-        pipeline,
-        args.tasks,
-        workers,
-        logging_dir,
-        job_name="mixlab-curate-synthetic",
-        **executor_kwargs(args),
-    )
-    exe.run()
-    stats = curation_stats(logging_dir, "synthetic", args.tasks)
-    complete = stats.tasks == args.tasks
-    if complete:
-        stats.check()
-    result = {
-        **stats.model_dump(),
-        "logging_dir": logging_dir,
-        "output_folder": args.output,
-        "complete": complete,
-    }
-    print(json.dumps(result, indent=2))
-    return result
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    flags = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
+    options, input_path = script.resolve_source(args, ["synthetic"], parser, flags)
+    return script.run(args, options, input_path)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """Curate SlimPajama text: drop the code sets (GitHub, StackExchange), drop documents that are mostly code.
 
-Local, embedded sample::
+A recipe's source, with the recipe's input path and filters (what ``mixlab curate`` runs)::
+
+    python pipelines/text.py --recipe recipes/base.yaml --source text --output out/curated/text
+
+Local, embedded sample, default options::
 
     python pipelines/text.py --input mixlab/sample/data/slimpajama/train --output out/curated/slimpajama
 

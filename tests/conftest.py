@@ -26,6 +26,16 @@ if not _cuda_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``engines`` tests start real Slurm/Ray daemons: skipped unless ``-m engines`` or ``MIXLAB_ENGINES=1``."""
+    if os.environ.get("MIXLAB_ENGINES") == "1" or "engines" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="starts real Slurm/Ray: run with -m engines or MIXLAB_ENGINES=1")
+    for item in items:
+        if "engines" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny models on a shared 2-core machine run far faster with one torch thread (see mixlab.eval.lm)."""

@@ -18,13 +18,21 @@ from datatrove.data import Document
 
 from mixlab.curate.code_in_text import CodeInTextFilter, code_fraction, strip_code
 from mixlab.curate.code_quality import CodeQualityFilter, LanguageFilter, code_quality_reason
-from mixlab.curate.config import OPTIONS_BY_KIND, SlimPajamaOptions, StackOptions, options_for
 from mixlab.curate.dedup import ExactDedupFilter, run_minhash
-from mixlab.curate.languages import MARKUP_LANGUAGES, TOP25_LANGUAGES
 from mixlab.curate.markup import markup_reason
 from mixlab.curate.pipeline import build_pipeline, make_executor, run_curation
 from mixlab.curate.stats import CurationStats, summarize
 from mixlab.curate.text import SetNameFilter
+from mixlab.recipe import load_recipe
+from mixlab.recipe.languages import MARKUP_LANGUAGES, TOP25_LANGUAGES
+from mixlab.recipe.sources import (
+    OPTIONS_BY_KIND,
+    CommitOptions,
+    NotebookOptions,
+    SlimPajamaOptions,
+    StackOptions,
+    SyntheticOptions,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "mixlab" / "sample" / "data"
@@ -118,7 +126,7 @@ def test_set_name_filter_reasons():
     kept, stats = run_filter(SetNameFilter(), docs)
     assert [d.metadata["redpajama_set_name"] for d in kept] == ["RedPajamaC4"]
     assert stats["dropped_set_RedPajamaGithub"] == 1 and stats["dropped_set_RedPajamaStackExchange"] == 1
-    kept, _ = run_filter(SetNameFilter(drop_sets=(), keep_sets=["RedPajamaGithub"]), docs)
+    kept, _ = run_filter(SetNameFilter(SlimPajamaOptions(drop_sets=[], keep_sets=["RedPajamaGithub"])), docs)
     assert [d.metadata["redpajama_set_name"] for d in kept] == ["RedPajamaGithub"]
 
 
@@ -193,19 +201,38 @@ def test_options_models_are_strict_and_documented():
         assert cls.model_config.get("extra") == "forbid", kind
         for name, field in cls.model_fields.items():
             assert field.description, f"{kind}.{name} has no description"
-    with pytest.raises(ValueError, match="invalid filters for source kind 'stack'"):
-        options_for("stack", {"max_line_lenght": 5})
+    with pytest.raises(ValueError, match="max_line_lenght"):
+        StackOptions.model_validate({"max_line_lenght": 5})
     with pytest.raises(ValueError, match="unknown redpajama_set_name"):
         SlimPajamaOptions(drop_sets=["RedPajamaGitHub"])
     assert len(TOP25_LANGUAGES) == len(set(TOP25_LANGUAGES)) == 25 and not set(TOP25_LANGUAGES) & set(
         MARKUP_LANGUAGES
     )
-    assert options_for("stack", StackOptions(max_line_length=10)).max_line_length == 10
 
 
-def test_config_and_stats_import_no_datatrove():
-    """mixlab.curate.config and .stats stay importable without datatrove (recipe validation is light)."""
-    code = "import sys, mixlab.curate.config, mixlab.curate.stats; sys.exit(any(m.startswith('datatrove') for m in sys.modules))"
+def test_steps_receive_the_recipe_options_object(tmp_path):
+    """The recipe's typed filters reach the curation steps as the same object (no copy into thresholds that
+    could drift from the options' defaults), and a changed option changes the step's decision."""
+    from mixlab.curate.code_quality import CodeQualityFilter as Quality
+    from mixlab.curate.markup import MarkupFilter
+
+    recipe = load_recipe(REPO / "recipes" / "base.yaml", ["sources.code.filters.max_line_length=10"])
+    options = recipe.sources["code"].filters
+    assert isinstance(options, StackOptions) and options.max_line_length == 10
+    steps = build_pipeline(options, recipe.resolve_path("code"), str(tmp_path / "out"))
+    assert [s.options for s in steps if isinstance(s, Quality)] == [options]
+    assert next(s for s in steps if isinstance(s, Quality)).options is options
+    assert code_quality_reason(PYTHON, options) == "max_line_length" and code_quality_reason(PYTHON) is None
+    markup = load_recipe(REPO / "recipes" / "base.yaml").sources["markup"].filters
+    steps = build_pipeline(markup, recipe.resolve_path("markup"), str(tmp_path / "out"))
+    assert next(s for s in steps if isinstance(s, MarkupFilter)).options is markup
+    with pytest.raises(TypeError, match="options must be a source options model"):
+        build_pipeline({"max_line_length": 10}, "x", str(tmp_path / "out"))  # type: ignore[arg-type]
+
+
+def test_options_and_stats_import_no_datatrove():
+    """The options models (mixlab.recipe.sources) and curate.stats stay importable without datatrove."""
+    code = "import sys, mixlab.recipe.sources, mixlab.curate.stats, mixlab.curate.script; sys.exit(any(m.startswith('datatrove') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
@@ -264,7 +291,7 @@ def read_output(folder: Path) -> list[dict]:
 def test_stats_invariant_and_reasons_end_to_end(tmp_path):
     """docs_in == docs_kept + sum(dropped); every bad record lands under its reason; bytes_kept matches output."""
     expected = make_slimpajama(tmp_path / "in")
-    res = run_curation("slimpajama", str(tmp_path / "in"), str(tmp_path / "out"), {}, tasks=1)
+    res = run_curation(SlimPajamaOptions(), str(tmp_path / "in"), str(tmp_path / "out"), tasks=1)
     stats = CurationStats.model_validate({k: v for k, v in res.items() if k in CurationStats.model_fields})
     assert stats.invariant_holds() and res["complete"]
     assert stats.dropped_by_reason == expected
@@ -297,7 +324,7 @@ def test_summarize_counts_unlabelled_drops():
 def test_restart_skips_completed_tasks_and_never_duplicates(tmp_path):
     """A rerun redoes nothing; after a simulated kill (marker + output lost or half-written) it redoes only that task."""
     make_slimpajama(tmp_path / "in")
-    args = ("slimpajama", str(tmp_path / "in"), str(tmp_path / "out"), {})
+    args = (SlimPajamaOptions(), str(tmp_path / "in"), str(tmp_path / "out"))
     first = run_curation(*args, tasks=3, logging_dir=str(tmp_path / "logs"))
     outputs = sorted((tmp_path / "out").glob("*.jsonl.zst"))
     assert [p.name for p in outputs] == ["00000.jsonl.zst", "00001.jsonl.zst", "00002.jsonl.zst"]
@@ -374,7 +401,7 @@ def test_stack_pipeline_counts_languages(tmp_path):
         }
     )
     pq.write_table(table, tmp_path / "data" / "mixed" / "train-00000-of-00001.parquet")
-    res = run_curation("stack", str(tmp_path / "data"), str(tmp_path / "out"), {})
+    res = run_curation(StackOptions(), str(tmp_path / "data"), str(tmp_path / "out"))
     assert res["docs_kept"] == 2 and res["dropped_by_reason"] == {"language_not_selected": 1, "minified": 1}
     assert (
         res["docs_by_lang"] == {"C": 1, "Python": 1}
@@ -397,10 +424,10 @@ def test_script_and_executors(tmp_path, capsys):
     )
     assert res["docs_kept"] == 1 and '"docs_kept": 1' in capsys.readouterr().out
     with pytest.raises(ValueError, match="needs an input path"):
-        build_pipeline("commits", "", str(tmp_path / "out2"), {})
+        build_pipeline(CommitOptions(), "", str(tmp_path / "out2"))
     with pytest.raises(ValueError, match="synthetic source needs an input"):
-        build_pipeline("synthetic", "", str(tmp_path / "out2"), {})
-    pipeline = build_pipeline("notebooks", str(tmp_path / "nb"), str(tmp_path / "out2"), {})
+        SyntheticOptions()
+    pipeline = build_pipeline(NotebookOptions(), str(tmp_path / "nb"), str(tmp_path / "out2"))
     with pytest.raises(ValueError, match="partition"):
         make_executor("slurm", pipeline, logging_dir=str(tmp_path / "l"))
     slurm = make_executor("slurm", pipeline, tasks=4, logging_dir=str(tmp_path / "l"), partition="cpu")
@@ -410,6 +437,44 @@ def test_script_and_executors(tmp_path, capsys):
     except ImportError:
         with pytest.raises(ImportError, match="pip install"):
             make_executor("ray", pipeline)
+
+
+def test_script_recipe_source_is_the_recipe_curation(tmp_path, capsys):
+    """pipelines/*.py --recipe R --source NAME curates with the recipe's resolved input path and typed filters:
+    the same statistics as run_curation called with them (what `mixlab curate` does); --set applies; misuse
+    (wrong kind, unknown source, unknown filter field, --recipe with --input) exits with a message naming the fix."""
+    from mixlab.curate.script import main
+
+    kinds = ["commits", "notebooks", "stackexchange"]
+    (tmp_path / "nb").mkdir()
+    for name, cells in (("code", [{"cell_type": "code", "source": "print(1)"}]), ("prose", [])):
+        nb = {"cells": [{"cell_type": "markdown", "source": f"# {name}"}, *cells], "metadata": {}, "nbformat": 4}
+        (tmp_path / "nb" / f"{name}.ipynb").write_bytes(orjson.dumps(nb))
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(
+        f"data_root: {tmp_path}\nsources:\n  nb: {{kind: notebooks, path: nb}}\n  text: {{kind: slimpajama, path: sp}}\n"
+        "phases:\n  p: {tokens: 4096, mixture: {nb: 1.0}}\n"
+    )
+    res = main(kinds, argv=["--recipe", str(recipe_file), "--source", "nb", "--output", str(tmp_path / "o1")])
+    recipe = load_recipe(recipe_file)
+    direct = run_curation(recipe.sources["nb"].filters, recipe.resolve_path("nb"), str(tmp_path / "o2"))
+    same = {k for k in res if k not in ("output_folder", "logging_dir")}
+    assert {k: res[k] for k in same} == {k: direct[k] for k in same}
+    assert res["docs_kept"] == 1 and res["dropped_by_reason"] == {"no_code_cells": 1}
+    res = main(kinds, argv=["--recipe", str(recipe_file), "--source", "nb", "--set", "sources.nb.filters.min_code_cells=0",
+                            "--output", str(tmp_path / "o3")])
+    assert res["docs_kept"] == 2
+    capsys.readouterr()
+    bad = {
+        "pipelines/text.py": ["--recipe", str(recipe_file), "--source", "text"],
+        "its sources: ['nb', 'text']": ["--recipe", str(recipe_file), "--source", "nbs"],
+        "min_code_cell: unknown field": ["--kind", "notebooks", "--input", "nb", "--filters", '{"min_code_cell": 0}'],
+        "cannot be combined with --recipe": ["--recipe", str(recipe_file), "--source", "nb", "--input", "nb"],
+    }
+    for message, argv in bad.items():
+        with pytest.raises(SystemExit):
+            main(kinds, argv=[*argv, "--output", str(tmp_path / "o4")])
+        assert message in capsys.readouterr().err, message
 
 
 # ---------------------------------------------------------------- the embedded sample
@@ -429,7 +494,7 @@ def test_curation_on_embedded_sample(kind, tmp_path):
     """Each kind curates the embedded sample end to end: output written, every document accounted for."""
     path = SAMPLE / SAMPLE_INPUTS[kind]
     assert path.exists(), f"the embedded sample is committed but {path} is missing"
-    res = run_curation(kind, str(path), str(tmp_path / "out"), {}, tasks=2 if kind == "slimpajama" else 1)
+    res = run_curation(OPTIONS_BY_KIND[kind](), str(path), str(tmp_path / "out"), tasks=2 if kind == "slimpajama" else 1)
     assert res["complete"] and res["docs_in"] == res["docs_kept"] + sum(res["dropped_by_reason"].values())
     out = read_output(tmp_path / "out")
     assert len(out) == res["docs_kept"] > 0

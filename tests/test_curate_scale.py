@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mixlab.builders.scale import scale_sample, vary_text
 from mixlab.curate.pipeline import run_curation
-from mixlab.sample.scale import scale_sample, vary_text
+from mixlab.recipe.sources import OPTIONS_BY_KIND
 
 SAMPLE = Path(__file__).resolve().parents[1] / "mixlab" / "sample" / "data"
 FACTOR = 3
@@ -36,8 +37,8 @@ def test_pipeline_on_scaled_sample(kind, tmp_path):
     """in == kept + dropped per reason, at factor 1 and 3; records x3; metadata drops x3; kept ~x3."""
     assert (SAMPLE / KINDS[kind]).exists(), "the embedded sample is committed but was not found"
     scale_sample(FACTOR, tmp_path / "scaled")
-    one = run_curation(kind, str(SAMPLE / KINDS[kind]), str(tmp_path / "out1"), {}, tasks=1)
-    big = run_curation(kind, str(tmp_path / "scaled" / KINDS[kind]), str(tmp_path / "out3"), {}, tasks=1)
+    one = run_curation(OPTIONS_BY_KIND[kind](), str(SAMPLE / KINDS[kind]), str(tmp_path / "out1"), tasks=1)
+    big = run_curation(OPTIONS_BY_KIND[kind](), str(tmp_path / "scaled" / KINDS[kind]), str(tmp_path / "out3"), tasks=1)
     for res in (one, big):
         assert res["complete"] and res["docs_in"] == res["docs_kept"] + sum(res["dropped_by_reason"].values())
     assert big["docs_in"] == FACTOR * one["docs_in"] and big["bytes_kept"] > 0.99 * FACTOR * one["bytes_kept"]

@@ -482,3 +482,54 @@ def test_default_suite_sizes_and_extra_tasks(tmp_path):
     assert suite.tasks[2].n_samples == 4 and suite.tasks[2].temperature > 0
     with pytest.raises(ValueError, match="unknown suite"):
         build_suite("nope")
+
+
+def test_generation_across_a_window_rebuild_equals_uncached_decoding(tiny):
+    """A prompt longer than seq_len keeps its last seq_len tokens and, when the window fills, is rebuilt from
+    the last 3/4 * seq_len tokens; cached generation through that rebuild equals greedy decoding that re-runs
+    the full forward pass on the same window at every step, token for token."""
+    from mixlab.eval.lm import MixlabLM
+
+    phase, spec = tiny
+    lm = MixlabLM.from_checkpoint(phase, spec, batch_size=2)
+    seq_len, keep = lm.seq_len, (3 * lm.seq_len) // 4
+    prompt = "\n".join(DOCS * 6) + "\nWater boils"  # off the memorized text: output depends on the window
+    assert len(lm.encode(prompt)) > seq_len
+    n_new = 24
+    ctx, new = ([lm.enc.eot_token, *lm.encode(prompt)])[-seq_len:], []
+    with torch.no_grad():
+        for _ in range(n_new):
+            nxt = int(lm.model(torch.tensor([ctx]))[0, -1].argmax())
+            if nxt == lm.enc.eot_token:
+                break
+            new.append(nxt)
+            ctx.append(nxt)
+            if len(ctx) - 1 >= seq_len:  # the window (cached tokens) is full: keep the last `keep`
+                ctx = ctx[-keep:]
+    assert len(new) >= 2, "the rebuild must happen before the reference stops"
+    assert lm.generate_batch([prompt], n_new) == [lm.enc.decode(new)]
+
+
+def test_every_format_has_a_loader_and_unknown_names_are_errors(tmp_path):
+    """LOADERS covers every record format plus piqa (labels file) and bigbench; load_task dispatches through it
+    (the same Task as calling the loader) and an unknown name is an error listing the known ones."""
+    from mixlab.eval.tasks import FORMATS, LOADERS
+
+    assert set(FORMATS) | {"bigbench"} == set(LOADERS)
+    nq = _jsonl(tmp_path / "nq.jsonl", [{"question": "who sang thriller", "answer": ["Michael Jackson"]}])
+    assert load_task("nq_open", nq, name="x", limit=1) == LOADERS["nq_open"](nq, name="x", limit=1)
+    with pytest.raises(ValueError, match="known:.*'hellaswag'"):
+        load_task("hellaswg", nq)
+
+
+def test_tokenizer_seam_resolves_specs_and_passes_encodings_through(tiny):
+    """resolve_encoding, eval's one tokenizer seam, turns an encoding spec into the tokenizer it names, returns an
+    encoding unchanged, and refuses anything else with the accepted forms."""
+    from mixlab.eval.encoding import resolve_encoding
+
+    _, spec = tiny
+    enc = resolve_encoding(spec)
+    assert enc.decode(enc.encode_ordinary("The capital of France is Paris.")) == "The capital of France is Paris."
+    assert resolve_encoding(enc) is enc
+    with pytest.raises(ValueError, match="'kind': 'bpe'"):
+        resolve_encoding({"path": spec["path"]})

@@ -20,6 +20,7 @@ from mixlab.pack.dataset import PackedDataError, SequenceLoader, open_phase
 from mixlab.pack.export import export_phase
 from mixlab.pack.ledger import SourceTokens
 from mixlab.pack.writer import pack_phase
+from mixlab.tokenizer import TokenizerInfo
 
 L, B = 16, 4
 
@@ -33,8 +34,8 @@ def make_phase(tmp: Path, vocab: int, mixture: dict[str, float], tokens: int = 2
         lengths = rng.integers(5, 60, size=40)
         sources[name] = SourceTokens(name, rng.integers(vocab // 2, vocab, lengths.sum()).astype(dtype),
                                      np.cumsum(lengths))
-    header = {"recipe_name": "t", "recipe_hash": "r" * 64, "pack_key": "k", "vocab_size": vocab, "eos_id": vocab - 1,
-              "tokenizer_name": "toy", "tokenizer_hash": "h" * 64}
+    header = {"recipe_name": "t", "recipe_hash": "r" * 64, "pack_key": "k",
+              "tokenizer": TokenizerInfo(kind="bpe", name="toy", hash="h" * 64, vocab_size=vocab, eos_id=vocab - 1)}
     out = tmp / f"phase-{vocab}"
     pack_phase(out, phase="p", phase_index=0, requested_tokens=tokens, mixture=mixture, max_repeat=4.0,
                sources=sources, source_meta={}, starts={}, seq_len=L, batch_size=B, seed=3, header=header)

@@ -1,4 +1,4 @@
-"""Tests of the Hugging Face Llama export (mixlab.train.export_hf).
+"""Tests of the Hugging Face Llama export (mixlab.hf_export).
 
 The loading tests need ``transformers`` (optional: ``pip install transformers``); they fail on any missing,
 unexpected or mismatched key, because transformers silently random-initialises weights a checkpoint lacks.
@@ -16,15 +16,15 @@ import struct
 import pytest
 import torch
 
-from mixlab.tokenizer import save_ranks, train_bpe
-from mixlab.train.checkpoint import save_checkpoint
-from mixlab.train.export_hf import (
+from mixlab.hf_export import (
     export_hf,
     export_tokenizer,
     hf_split_pattern,
     hf_state_dict,
     save_safetensors,
 )
+from mixlab.tokenizer import save_ranks, train_bpe
+from mixlab.train.checkpoint import save_checkpoint
 from mixlab.train.model import GPT, ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -182,10 +182,10 @@ def test_exported_tokenizer_matches_tiktoken(tmp_path, kind):
     special tokens (the default) it prepends ``<|endoftext|>``, which is both bos and eos. Holds for mixlab's
     trained BPE and for cl100k (whose possessive ``\\p{N}{1,3}+`` Oniguruma would misread: "4096")."""
     transformers = pytest.importorskip("transformers")
-    from mixlab.shards import load_encoding
+    from mixlab.eval.encoding import resolve_encoding
 
     spec = _bpe_spec(tmp_path / "tok") if kind == "bpe" else {"kind": "tiktoken", "name": kind}
-    enc = load_encoding(spec)
+    enc = resolve_encoding(spec)
     tok = transformers.AutoTokenizer.from_pretrained(export_tokenizer(spec, tmp_path / "hf"))
     assert tok.eos_token == tok.bos_token == "<|endoftext|>" and tok.eos_token_id == enc.eot_token
     assert max(tok.get_vocab().values()) + 1 == enc.n_vocab  # same ids, holes included (cl100k has one)
@@ -212,9 +212,9 @@ def test_export_hf_with_tokenizer(tmp_path):
     """export_hf(encoding_spec=...) writes the tokenizer next to the weights and sets bos/eos in config.json to the
     end-of-text id; a tokenizer larger than the model is refused."""
     spec = _bpe_spec(tmp_path / "tok")
-    from mixlab.shards import load_encoding
+    from mixlab.eval.encoding import resolve_encoding
 
-    n = load_encoding(spec).n_vocab
+    n = resolve_encoding(spec).n_vocab
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=n, seq_len=16, n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, ffn_hidden=64))
     out = export_hf(_save(model, tmp_path / "phase"), tmp_path / "hf", encoding_spec=spec)

@@ -21,11 +21,11 @@ import json
 import pytest
 import torch
 
+from mixlab.eval.encoding import resolve_encoding
 from mixlab.eval.lm import MixlabLM
-from mixlab.shards import load_encoding
+from mixlab.hf_export import export_hf
 from mixlab.tokenizer import save_ranks, train_bpe
 from mixlab.train.checkpoint import save_checkpoint
-from mixlab.train.export_hf import export_hf
 from mixlab.train.model import GPT, ModelConfig
 
 CORPUS = [
@@ -109,7 +109,7 @@ def test_lm_eval_local_task_matches_mixlab(tmp_path, monkeypatch):
     assert 0.0 <= acc <= 1.0
 
     ours = MixlabLM.from_checkpoint(phase, spec)
-    assert ours.enc.n_vocab == load_encoding(spec).n_vocab
+    assert ours.enc.n_vocab == resolve_encoding(spec).n_vocab
     samples = results["samples"]["mixlab_local_mc"]
     assert len(samples) == len(ITEMS)
     for sample in samples:

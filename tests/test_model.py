@@ -149,3 +149,82 @@ def test_one_step_of_sgd_lowers_the_loss_on_the_batch():
         for p in m.parameters():
             p -= 0.5 * p.grad
         assert m(idx[:, :-1], idx[:, 1:]) < loss
+
+
+def _sharpen(m: GPT) -> GPT:
+    """Weights with std 0.5 instead of 0.02: logits spread widely, so greedy picks are far from float ties."""
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.ndim == 2:
+                p.normal_(0.0, 0.5 if name == "tok_emb.weight" else 0.15)
+    return m.eval()
+
+
+def test_cached_prefill_and_steps_equal_the_full_forward():
+    """Prefilling part of a sequence into a KVCache and feeding the rest in chunks (3 tokens, then 1 at a time)
+    gives the full forward's hidden states at every position (one formula: same blocks, same rotary tables)."""
+    from mixlab.train.model import KVCache
+
+    m = make(n_kv_heads=2).eval()
+    idx = torch.randint(0, V, (2, T))
+    with torch.no_grad():
+        full = m.hidden(idx)
+        cache = KVCache()
+        parts = [m.hidden(idx[:, :10], cache=cache), m.hidden(idx[:, 10:13], cache=cache)]
+        parts += [m.hidden(idx[:, t : t + 1], cache=cache) for t in range(13, T)]
+    assert len(cache) == T and len(cache.keys) == 2 and cache.keys[0].shape == (2, 2, T, 16)
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_left_padded_cached_greedy_decoding_equals_uncached_token_for_token():
+    """Rows of different lengths, left-padded into one batch (padding marked by valid=) and decoded greedily
+    with the cache, produce exactly the tokens of decoding each row alone by re-running the full forward pass
+    on its whole sequence; rows dropped mid-way (KVCache.select) leave the others unchanged."""
+    from mixlab.train.model import KVCache
+
+    m = _sharpen(make(n_kv_heads=2))
+    prompts = [torch.randint(0, V, (n,)).tolist() for n in (3, 11, 7)]
+    steps = T - 11
+    expected = []
+    with torch.no_grad():
+        for p in prompts:
+            seq = list(p)
+            for _ in range(steps):
+                seq.append(int(m(torch.tensor([seq]))[0, -1].argmax()))
+            expected.append(seq[len(p):])
+        width = max(map(len, prompts))
+        idx = torch.zeros(3, width, dtype=torch.long)
+        valid = torch.zeros(3, width, dtype=torch.bool)
+        for b, p in enumerate(prompts):
+            idx[b, width - len(p):], valid[b, width - len(p):] = torch.tensor(p), True
+        cache = KVCache()
+        last = m.hidden(idx, cache=cache, valid=valid)[:, -1]
+        got: list[list[int]] = [[], [], []]
+        rows = [0, 1, 2]
+        for step in range(steps):
+            tok = m.lm_head(last).argmax(-1)
+            for b, r in enumerate(rows):
+                got[r].append(int(tok[b]))
+            if step == 4:  # row 1 stops early: the batch continues without it
+                keep = torch.tensor([0, 2])
+                cache.select(keep)
+                tok, rows = tok[keep], [0, 2]
+            if step < steps - 1:
+                last = m.hidden(tok[:, None], cache=cache)[:, -1]
+    assert got[0] == expected[0] and got[2] == expected[2]
+    assert got[1] == expected[1][:5]
+
+
+def test_cache_bounds_and_valid_without_cache_are_errors():
+    """A cache cannot grow past seq_len (the rotary tables), and valid= without a cache is refused: both name
+    what to do instead."""
+    from mixlab.train.model import KVCache
+
+    m = make().eval()
+    cache = KVCache()
+    with torch.no_grad():
+        m.hidden(torch.zeros(1, T, dtype=torch.long), cache=cache)
+        with pytest.raises(ValueError, match="new cache"):
+            m.hidden(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+        with pytest.raises(ValueError, match="cache="):
+            m.hidden(torch.zeros(1, 4, dtype=torch.long), valid=torch.ones(1, 4, dtype=torch.bool))

@@ -11,10 +11,11 @@ import pytest
 from mixlab.pack.dataset import PackedDataError, PackedDataset, SequenceLoader, open_phase
 from mixlab.pack.ledger import SourceTokens, locate
 from mixlab.pack.writer import pack_phase
+from mixlab.tokenizer import TokenizerInfo
 
 L, B = 8, 4
-HEADER = {"recipe_name": "t", "recipe_hash": "r" * 64, "pack_key": "k", "vocab_size": 1000, "eos_id": 999,
-          "tokenizer_name": "toy", "tokenizer_hash": "h" * 64}
+HEADER = {"recipe_name": "t", "recipe_hash": "r" * 64, "pack_key": "k",
+          "tokenizer": TokenizerInfo(kind="bpe", name="toy", hash="h" * 64, vocab_size=1000, eos_id=999)}
 
 
 def toy_sources() -> dict[str, SourceTokens]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mixlab.recipe import RecipeError, deep_merge, load_recipe, recipe_hash
+from mixlab.recipe import Recipe, RecipeError, deep_merge, load_recipe, recipe_hash
+from mixlab.recipe.sources import SlimPajamaOptions, StackOptions, SyntheticOptions
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MINIMAL = """
@@ -15,7 +16,7 @@ sources:
   text: {kind: slimpajama, path: a/*.jsonl.zst}
   code: {kind: stack, path: stack/data}
 phases:
-  pretrain: {tokens: 1000, mixture: {text: 0.5, code: 0.5}}
+  pretrain: {tokens: 4096, mixture: {text: 0.5, code: 0.5}}
 """
 
 
@@ -62,10 +63,10 @@ extends: parent.yaml
 seq_len: 64
 phases:
   pretrain: {mixture: {code: 1.0}}
-  cooldown: {tokens: 500, mixture: {text: 1.0}, lr: {kind: linear, min_lr: 0}}
+  cooldown: {tokens: 1024, mixture: {text: 1.0}, lr: {kind: linear, min_lr: 0}}
 """)
     r = load_recipe(child)
-    assert r.seq_len == 64 and r.phases["pretrain"].tokens == 1000
+    assert r.seq_len == 64 and r.phases["pretrain"].tokens == 4096
     assert r.phases["pretrain"].mixture == {"code": 1.0}
     assert list(r.phases) == ["pretrain", "cooldown"]
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": None}}) == {"a": {"c": 2}}
@@ -89,13 +90,18 @@ def test_set_override_edits_one_value(tmp_path: Path) -> None:
         ("seq_len=0", "seq_len"),
         ("phases.pretrain.colour=red", "phases.pretrain.colour: unknown field"),
         ("phases.pretrain.lr.min_lr=1.0", "min_lr (1.0) exceeds peak_lr"),
-        ("sources.text.kind=webtext", "sources.text.kind"),
+        ("sources.text.kind=webtext", "sources.text.kind: unknown source kind 'webtext'; use one of: slimpajama"),
+        ("sources.text.kind=null", "sources.text.kind: required field is missing"),
+        ("sources.code.path=null", "sources.code.path: required field is missing"),
+        ("sources.code.filters.max_line_lenght=5", "sources.code.filters.max_line_lenght: unknown field"),
+        ("sources.text.filters.code_threshold=2", "sources.text.filters.code_threshold: Input should be less than"),
+        ("sources.text.filters.drop_sets=[RedPajamaGitHub]", "sources.text.filters.drop_sets: unknown redpajama_set_name"),
         ("phases.pretrain.init_from=cooldown", "not an earlier phase"),
     ],
 )
 def test_invalid_recipes_name_the_field_and_the_fix(tmp_path: Path, override: str, expected: str) -> None:
     """Each broken recipe fails with a message naming the offending field."""
-    path = write(tmp_path, "r.yaml", MINIMAL + "\n  cooldown: {tokens: 10, mixture: {text: 1.0}}\n")
+    path = write(tmp_path, "r.yaml", MINIMAL + "\n  cooldown: {tokens: 4096, mixture: {text: 1.0}}\n")
     with pytest.raises(RecipeError) as err:
         load_recipe(path, [override])
     assert expected in str(err.value)
@@ -124,3 +130,40 @@ def test_validate_cli_is_light_and_fails_clearly(tmp_path: Path) -> None:
     bad = write(tmp_path, "bad.yaml", MINIMAL.replace("code: 0.5}", "code: 0.6}"))
     out = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "weights sum to 1.1, they must sum to 1" in out.stderr
+
+
+def test_filters_are_the_kinds_typed_options(tmp_path: Path) -> None:
+    """A source's filters load once into its kind's options model (defaults filled in), the kind selects the model,
+    and a synthetic source without an input is refused at load, naming the field."""
+    r = load_recipe(RECIPES / "base.yaml")
+    text, code, synthetic = r.sources["text"].filters, r.sources["code"].filters, r.sources["synthetic"].filters
+    assert isinstance(text, SlimPajamaOptions) and text.code_mode == "strip" and text.code_threshold == 0.5
+    assert isinstance(code, StackOptions) and len(code.languages) == 25
+    assert isinstance(synthetic, SyntheticOptions) and synthetic.generate == 400
+    with pytest.raises(RecipeError, match="sources.synthetic.filters: synthetic source needs an input"):
+        load_recipe(RECIPES / "base.yaml", ["sources.synthetic.filters={seed: 1}"])
+
+
+def test_filters_hash_without_defaults_and_round_trip() -> None:
+    """Restating a filter default leaves the recipe hash unchanged, a real change changes it, and a recipe's dump
+    (filters without defaults) validates back to an equal recipe."""
+    base = load_recipe(RECIPES / "base.yaml")
+    same = load_recipe(RECIPES / "base.yaml", ["sources.code.filters.max_line_length=1000",
+                                               "sources.text.filters.code_threshold=0.5"])
+    other = load_recipe(RECIPES / "base.yaml", ["sources.code.filters.max_line_length=999"])
+    assert recipe_hash(same) == recipe_hash(base) != recipe_hash(other)
+    assert base.model_dump()["sources"]["text"]["filters"] == {"code_mode": "strip"}
+    assert Recipe.model_validate(base.model_dump()) == base
+
+
+def test_recipe_imports_no_stage_package() -> None:
+    """Importing mixlab.recipe loads no curation, source-reader, training, torch or datatrove module (recipes are
+    data; filter validation needs no lazy import that could silently fail)."""
+    import subprocess
+
+    code = (
+        "import sys, mixlab.recipe; heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'datatrove')"
+        " or m.startswith(('mixlab.curate', 'mixlab.sources', 'mixlab.train'))); assert not heavy, heavy"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

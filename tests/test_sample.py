@@ -18,13 +18,13 @@ import pytest
 import zstandard
 
 import mixlab.sample
-from mixlab.curate.config import REDPAJAMA_SETS
-from mixlab.curate.languages import TOP25_LANGUAGES
-from mixlab.sample._commits import COMMIT_FIELDS
-from mixlab.sample._convert import truncate_text
-from mixlab.sample._stack import STACK_COLUMNS, git_blob_sha1, stack_folder
+from mixlab.builders.commits import COMMIT_FIELDS
+from mixlab.builders.convert import truncate_text
+from mixlab.builders.stack import STACK_COLUMNS, git_blob_sha1, stack_folder
+from mixlab.recipe.languages import TOP25_LANGUAGES
+from mixlab.recipe.sources import REDPAJAMA_SETS
 
-DATA = Path(mixlab.sample.__file__).parent / "data"
+DATA = mixlab.sample.DATA
 SET_NAMES = set(REDPAJAMA_SETS)
 MARKUP = {"html": "HTML", "css": "CSS", "markdown": "Markdown"}
 ARROW_TYPES = {

@@ -65,7 +65,8 @@ def test_timeout_kills_sleeping_program_and_its_children():
     """A program blocked in sleep (no CPU use) is stopped on wall-clock time, and processes it started
     (allowed here with block_subprocess=False) die with it: nothing is left running."""
     marker = "61.234567"
-    prog = f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'])\ntime.sleep(60)\n"
+    prog = (f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep({marker})'])\n"
+            "time.sleep(60)\n")
     r = run_python(prog, timeout_s=1.0, block_subprocess=False)
     assert r.status == "timeout" and r.wall_s < 3.0, r
     time.sleep(0.2)

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 from pydantic import ValidationError
 
-from mixlab.curate.synthetic_options import SyntheticOptions
+from mixlab.recipe.sources import SyntheticOptions
 from mixlab.sources.synthetic import (
     Problem,
     SyntheticProblemGenerator,
@@ -181,7 +181,7 @@ def test_options_forbid_extra_and_need_an_input():
     with pytest.raises(ValidationError):
         SyntheticOptions()
     assert all(f.description for f in SyntheticOptions.model_fields.values())
-    code = "import sys, mixlab.curate.synthetic_options; assert 'datatrove' not in sys.modules"
+    code = "import sys, mixlab.recipe.sources; assert 'datatrove' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -205,3 +205,32 @@ def test_pipeline_script_end_to_end(tmp_path):
     text = zstandard.ZstdDecompressor().stream_reader((out / "00000.jsonl.zst").open("rb")).read()
     rows = [json.loads(line) for line in text.splitlines()]
     assert len(rows) == result["docs_kept"] and all(r["metadata"]["verified"] for r in rows)
+
+
+def test_pipeline_script_reads_a_recipe_source(tmp_path, capsys):
+    """pipelines/synthetic.py --recipe R --source NAME runs the recipe's SyntheticOptions (as `mixlab curate`):
+    the generator settings come from the recipe, and option flags beside --recipe are refused, naming the fix."""
+    from mixlab.curate.pipeline import run_curation
+    from mixlab.recipe import load_recipe
+
+    sys.path.insert(0, str(REPO / "pipelines"))
+    try:
+        import synthetic as script
+    finally:
+        sys.path.pop(0)
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(
+        "sources:\n  syn: {kind: synthetic, filters: {generate: 6, seed: 3, corrupt_fraction: 0.5}}\n"
+        "phases:\n  p: {tokens: 4096, mixture: {syn: 1.0}}\n"
+    )
+    result = script.main(["--recipe", str(recipe_file), "--source", "syn", "--output", str(tmp_path / "o1")])
+    options = load_recipe(recipe_file).sources["syn"].filters
+    direct = run_curation(options, "", str(tmp_path / "o2"))
+    n_corrupt = sum(p.metadata["corrupted"] for p in generate_problems(6, seed=3, corrupt_fraction=0.5))
+    assert result["docs_in"] == direct["docs_in"] == 6
+    assert result["docs_kept"] == direct["docs_kept"] == 6 - n_corrupt
+    assert result["dropped_by_reason"] == direct["dropped_by_reason"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        script.main(["--recipe", str(recipe_file), "--source", "syn", "--generate", "5", "--output", str(tmp_path / "o3")])
+    assert "--set sources.NAME.filters.FIELD=VALUE" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from mixlab.shards import TokenShard, tokenize_source
+from mixlab.shards import EncodingRef, TokenShard, tokenize_source
 from mixlab.tokenizer import (
     MAX_RUN,
     encode_document,
@@ -17,6 +17,7 @@ from mixlab.tokenizer import (
     load_ranks,
     named_encoding,
     save_ranks,
+    tokenizer_info,
     train_bpe,
 )
 
@@ -78,16 +79,17 @@ def write_docs(folder: Path, n: int = 40) -> None:
 def test_token_shard_split_boundaries_and_worker_invariance(tmp_path: Path) -> None:
     """Held-out docs are chosen by id hash; every document ends in EOS; 1 and 2 workers give identical bytes."""
     write_docs(tmp_path / "docs")
-    spec = {"kind": "tiktoken", "name": "cl100k_base"}
+    spec = EncodingRef(tokenizer_info(named_encoding("cl100k_base"), "tiktoken"))
     one = tokenize_source(tmp_path / "docs", tmp_path / "one", spec, heldout_docs=5, seed=3, workers=1)
     two = tokenize_source(tmp_path / "docs", tmp_path / "two", spec, heldout_docs=5, seed=3, workers=2)
     for f in ("train_tokens.npy", "train_doc_ends.npy", "heldout_tokens.npy", "heldout_doc_ends.npy"):
         assert (one.path / f).read_bytes() == (two.path / f).read_bytes(), f
     meta = one.meta
     assert meta["documents"] == 40 and meta["heldout_documents"] == 5
-    train = one.train("s")
+    tokens, doc_ends = one.train_arrays()
     eot = named_encoding("cl100k_base").eot_token
-    assert (np.asarray(train.tokens)[train.doc_ends - 1] == eot).all()
-    assert int(train.doc_ends[-1]) == meta["train_tokens"]
+    assert (np.asarray(tokens)[doc_ends - 1] == eot).all()
+    assert int(doc_ends[-1]) == meta["train_tokens"]
+    assert one.tokenizer == spec.info and one.tokenizer.eos_id == eot == 100257
     held = TokenShard(one.path).heldout_sequences(seq_len=8, max_sequences=3)
     assert held.shape == (3, 9)

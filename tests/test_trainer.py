@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def toy_data(steps: int, seed: int = 0, batch_size: int = B) -> np.ndarray:
 def make_recipe(train: dict | None = None, pre_lr: dict | None = None, cool: dict | None = None) -> Recipe:
     return Recipe.model_validate({
         "name": "toy", "seed": 1, "seq_len": L,
-        "sources": {"a": {"kind": "synthetic"}},
+        "sources": {"a": {"kind": "synthetic", "filters": {"generate": 10}}},
         "model": {"preset": "custom", "n_layers": 2, "d_model": 64, "n_heads": 4, "n_kv_heads": 2, "ffn_hidden": 128},
         "train": {"batch_size": B, "device": "cpu", **(train or {})},
         "phases": {
@@ -160,6 +161,35 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     a, b = load_checkpoint(full.checkpoint)["model"], load_checkpoint(resumed.checkpoint)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert latest_checkpoint(out) is None  # step checkpoints are removed once final.pt exists
+
+
+def test_kill_after_final_leaves_no_stale_step_checkpoint(tmp_path):
+    """A run killed between writing final.pt and deleting its step checkpoints leaves a step file behind; the
+    next run reuses final.pt and removes it (with its digest sidecar)."""
+    recipe = make_recipe(train={"checkpoint_every": 2})
+    first = run(recipe, tmp_path, toy_data(5))
+    stale = tmp_path / "step_000004.pt"
+    shutil.copy(first.checkpoint, stale)
+    shutil.copy(tmp_path / "final.pt.xxh64", tmp_path / "step_000004.pt.xxh64")
+    again = train_phase(recipe, "pre", ExplodingLoader(toy_data(5)), tmp_path, vocab_size=V, progress=False)
+    assert again.reused
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == []
+
+
+def test_a_damaged_final_checkpoint_is_retrained_not_reused(tmp_path):
+    """final.pt with flipped bytes fails its recorded digest: the phase is trained again (never loaded as
+    valid), and on the CPU the retrained weights equal the original ones bit for bit."""
+    recipe = make_recipe()
+    data = toy_data(3)
+    first = run(recipe, tmp_path, data)
+    original = load_checkpoint(first.checkpoint)["model"]
+    raw = bytearray((tmp_path / "final.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "final.pt").write_bytes(bytes(raw))
+    again = run(recipe, tmp_path, data)
+    assert not again.reused and again.final_loss == first.final_loss
+    retrained = load_checkpoint(again.checkpoint)["model"]
+    assert all(torch.equal(original[k], retrained[k]) for k in original)
 
 
 def test_final_checkpoint_is_reused_and_guarded(tmp_path):

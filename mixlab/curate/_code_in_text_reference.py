@@ -1,108 +1,62 @@
-"""Frozen reference implementation of the code-in-text line classifier (the rules before the speed work).
+"""Frozen reference implementation of the code-in-text line score (the rules before the speed work).
 
-:mod:`mixlab.curate.code_in_text` computes exactly the same labels with faster code (C-level token features,
-a per-document cache of line scores); ``tests/test_code_in_text_fast.py`` checks that the two agree line by line
-and document by document on the labeled set, the embedded sample and generated edge cases. A change of the
-rules must be made in both modules (this one is the readable specification).
+:func:`line_score` is the readable specification of one line's code evidence; the tables it reads and the
+logic above single lines (fences, comments, neighbour context, document prior, blocks) live once in
+:mod:`mixlab.curate._code_in_text_rules`, shared with the fast module. :mod:`mixlab.curate.code_in_text`
+computes exactly the same scores with faster code (C-level token features, a per-document cache of line
+scores); ``tests/test_code_in_text_fast.py`` checks that the two agree line by line and document by document on
+the labeled set, the embedded sample and generated edge cases. A change of the line rules must be made in both
+``line_score`` functions; a change of a table or of the block logic, in the rules module only.
 """
 
 from __future__ import annotations
 
-import re
-
-CODE_SCORE = 2
-CONTEXT_WEIGHT = 0.75  # share of the neighbours' mean score added to a line's own score (dev grid: 0.25-0.75)
-DOC_PRIOR = 0.5  # when at least this share of a document's scored lines is code, ambiguous lines are code too
-AMBIGUOUS = 0  # ... "ambiguous" = own score >= this (not clearly prose)
-
-_FENCE = re.compile(r"^\s*(```|~~~)")
-_PREPROC = r"#\s*(?:if|ifdef|ifndef|endif|else|elif|pragma|undef|define|include|import|error)\b"
-_KEYWORD_START = re.compile(
-    r"^(?:def |class \w|import \w|from [\w.]+ import |return\b|raise |throw |assert |yield |await |pass$|"
-    r"break;?$|continue;?$|self\.|this\.|if ?\(|for ?\(|while ?\(|else\b|elif |try:|except\b|catch ?\(|"
-    r"switch ?\(|case \S.*:$|" + _PREPROC + r"|#!/|public |private |protected |static |const |let |var |"
-    r"function\b|fn |func |package |using |namespace |struct |impl |val |echo |print\(|printf\(|console\.|"
-    r"System\.|SELECT |INSERT |UPDATE \w+ SET|CREATE TABLE|<\?php|<!DOCTYPE|<html|<div|<script|<\w+[^>]*>$|"
-    r"@\w+|\$ |>>> |\.\.\. |\w+(?:\.\w+)*\s*[-+*/|&]?=\s*\S|end$|fi$|done$|\}|"
-    # more languages: ML/Haskell/Lisp/Erlang/Prolog/Lua/shell/SQL/Ruby/Fortran openings
-    r"local \w|module \w|export \w|type \w+\s*=|data \w|fun \w|datatype |structure |signature |instance |"
-    r"\((?:def\w*|let\*?|lambda|if|cond|setq|require|import|ns|module)\b|"
-    r"-(?:module|export|define|include|record|spec|type)\(|"
-    r":- |[a-z]\w*\(.*\)\s*(?::-|->)|(?:then|do|begin|end\w*|elsif|esac|unless|until)$|"
-    r"(?:CREATE|ALTER|DROP|GRANT|REVOKE|DECLARE|BEGIN|COMMIT)\b|subroutine |program \w|use \w|require\b|"
-    r"[\w.]+\s*<-\s|[\w.]+\s*:=\s|\w+!\()"
-)
-_OPERATORS = re.compile(r"==|!=|->|=>|::|&&|\|\||\+=|-=|\+\+|</|/>|\(\)|\)\s*\{|\[\d*\]|\.\w+\(")
-# identifiers and syntax prose rarely has, each a simple pattern searched only when its key character occurs
-# (one alternation of all of them cost 3x more: 20 us per line on the labeled set)
-_SNAKE = re.compile(r"[A-Za-z]_\w")  # snake_case
-_CAMEL = re.compile(r"[a-z][A-Z]")  # camelCase
-_CALL = re.compile(r"\w\(")  # f(
-_CLOSE = re.compile(r"\)\s*[;,{:]")  # ); ){ ):
-_DOLLAR = re.compile(r"\$\w")  # $var
-_INDEX = re.compile(r"\w\[")  # a[
-_COMPARE = re.compile(r"[=<>!]=")  # == <= >= !=
-_COMMENT = re.compile(r"(?!" + _PREPROC + r")(?:#(?![!\[])|//|/\*|\*|--\s|--$|<!--|%|;|\(\*|!\s)")
-_BLOCK_COLON = re.compile(r"(?:def|class|if|for|while|elif|else|try|except|with|async def)\b")
-_INLINE_CODE = re.compile(r"`[^`]+`")
-# English function words that are no keyword of a common programming language
-_STOPWORD_LIST = """the an of to are was were be been that it its on by at but which have has had will would can
-    could should may might must also their they them there these those than such who whom what how we you our your
-    more most other only very about because however each both many much does did here often usually"""
-_STOPWORDS = frozenset(_STOPWORD_LIST.split())
-_LATEX = re.compile(
-    r"^\\[a-zA-Z]+|\\(?:begin|end|frac|section|cite|ref|label|item|emph|textbf|mathbf|math\w*)\b"
-)
-_SYMBOLS = "{}[]()<>=;:+-*/&|!%^~$#@\\_\"'`"
-_DELETE_SYMBOLS = str.maketrans("", "", _SYMBOLS)
-_PUNCT = "\"'(),.;:!?"
-_QUICK_SYMBOLS = ";{}=<>"
-_MAX_TOKENS = 32  # word features look at the first 32 tokens of a line (the thresholds saturate well before)
+from mixlab.curate import _code_in_text_rules as R
 
 
 def line_score(line: str) -> int:
     """Code evidence of one non-blank line (higher: more code-like); see the module docstring."""
     s = line.strip()
     if "`" in s:  # Markdown inline code spans are prose's quotations of code
-        s = _INLINE_CODE.sub("x", s) or "x"
+        s = R.INLINE_CODE.sub("x", s) or "x"
     n = len(s)
     score = 0
     last = s[-1]
-    block_colon = last == ":" and _BLOCK_COLON.match(s)
+    block_colon = last == ":" and R.BLOCK_COLON.match(s)
     if last in ";{}" or s.endswith(("){", ");", "};", "*/", "->", "=>", ":-", ":=")) or block_colon:
         score += 2
     elif last in "([\\" or s.endswith((" do", " then", " =", "&&", "||")):
         score += 1
-    if _KEYWORD_START.match(s):
+    if R.KEYWORD_START.match(s):
         score += 2
-    if _OPERATORS.search(s):
+    if R.OPERATORS.search(s):
         score += 1
-    tokens = len(_CAMEL.findall(s))
+    tokens = len(R.CAMEL.findall(s))
     if "_" in s:
-        tokens += len(_SNAKE.findall(s))
+        tokens += len(R.SNAKE.findall(s))
     if "(" in s:
-        tokens += len(_CALL.findall(s)) + len(_CLOSE.findall(s))
+        tokens += len(R.CALL.findall(s)) + len(R.CLOSE.findall(s))
     if "$" in s:
-        tokens += len(_DOLLAR.findall(s))
+        tokens += len(R.DOLLAR.findall(s))
     if "[" in s:
-        tokens += len(_INDEX.findall(s))
+        tokens += len(R.INDEX.findall(s))
     if "=" in s:
-        tokens += len(_COMPARE.findall(s))
+        tokens += len(R.COMPARE.findall(s))
     if tokens:
         score += 1 if tokens < 3 else 2
-    density = (n - len(s.translate(_DELETE_SYMBOLS))) / n
+    density = (n - len(s.translate(R.DELETE_SYMBOLS))) / n
     if density > 0.4:
         score += 2
     elif density > 0.2:
         score += 1
     words = alpha = stop = 0  # prose-like words, alphabetic tokens, English function words
-    for tok in s.split(None, _MAX_TOKENS)[:_MAX_TOKENS]:  # a prefix decides; long paragraphs cost no more
-        w = tok.strip(_PUNCT)
+    for tok in s.split(None, R.MAX_TOKENS)[:R.MAX_TOKENS]:  # a prefix decides; long paragraphs cost no more
+        w = tok.strip(R.PUNCT)
         if w.isalpha():
             alpha += 1
             if len(w) > 1 and w[1:].islower():
                 words += 1
-                if w.lower() in _STOPWORDS:
+                if w.lower() in R.STOPWORDS:
                     stop += 1
     if words >= 6 and density < 0.12:
         score -= 2 if last in ".?!\"')" else 1
@@ -110,164 +64,21 @@ def line_score(line: str) -> int:
         score -= 2
     if stop >= 2 and stop * 5 >= alpha:
         score -= 2 if stop >= 4 else 1
-    if "\\" in s and _LATEX.search(s) and not s.endswith(";"):
+    if "\\" in s and R.LATEX.search(s) and not s.endswith(";"):
         score -= 3
     return score
 
 
 def classify_lines(lines: list[str]) -> list[bool | None]:
-    """Label each line: None (blank), True (code), False (prose).
-
-    On top of :func:`line_score`: fenced lines are code; an indented line gets +1 when it follows a blank line
-    (markdown code block) or a code line (a block body). A line is code when its score plus
-    ``CONTEXT_WEIGHT`` x the mean score of its nearest scored neighbours in the same block (one before, one
-    after, no blank line between; each clipped to [-3, 3]) reaches ``CODE_SCORE``; a not-clearly-prose line (score >= 0) between two code lines is code.
-    When at least ``DOC_PRIOR`` of the scored lines are code (a source file), every line scoring >=
-    ``AMBIGUOUS`` is code. Comment lines (``#``, ``//``, ``/*``, ``*``, ``--``, ``%``, ``;``, ``(*``) and
-    triple-quoted docstring regions take their label from the context: code when the nearest scored lines
-    before and after them are code (or absent, e.g. a license header at the top of a file).
-    """
-    labels: list[bool | None] = []
-    scores: list[int] = []
-    neutral: list[int] = []
-    scored: list[int] = []
-    block: list[int] = []  # per scored line: index of its block (blank lines separate blocks)
-    in_fence = in_doc = in_block = False
-    prev_blank = True
-    prev_code = False
-    n_blocks = 0
-    for line in lines:
-        stripped = line.strip()
-        if not stripped:
-            labels.append(None)
-            scores.append(0)
-            if not prev_blank:
-                n_blocks += 1
-            prev_blank = True
-            continue
-        if in_fence or (("```" in line or "~~~" in line) and _FENCE.match(line)):
-            if _FENCE.match(line):
-                in_fence = not in_fence
-            labels.append(True)
-            scores.append(CODE_SCORE)
-            prev_blank, prev_code = False, True
-            continue
-        quotes = (
-            stripped.count('"""') + stripped.count("'''") if ('"""' in stripped or "'''" in stripped) else 0
-        )
-        opens = stripped.startswith("/*") and "*/" not in stripped[2:]
-        if in_doc or in_block or quotes or _COMMENT.match(stripped):
-            in_doc = in_doc != (quotes % 2 == 1)
-            in_block = (in_block or opens) and "*/" not in stripped[2 if opens else 0 :]
-            neutral.append(len(labels))
-            labels.append(False)
-            scores.append(0)
-            prev_blank = False
-            continue
-        score = line_score(line)
-        if line.startswith(("  ", "\t")) and (prev_blank or prev_code):
-            score += 1
-        scored.append(len(labels))
-        block.append(n_blocks)
-        labels.append(score >= CODE_SCORE)
-        scores.append(score)
-        prev_blank, prev_code = False, score >= CODE_SCORE
-    # context: the nearest scored neighbours in the same block pull a line towards their side
-    m = len(scored)
-    clipped = [max(-3, min(3, scores[i])) for i in scored]
-    for k, i in enumerate(scored):
-        b = block[k]
-        before = k > 0 and block[k - 1] == b
-        after = k + 1 < m and block[k + 1] == b
-        if before and after:
-            ctx = (clipped[k - 1] + clipped[k + 1]) / 2
-        elif before or after:
-            ctx = clipped[k - 1] if before else clipped[k + 1]
-        else:
-            ctx = 0.0
-        labels[i] = scores[i] + CONTEXT_WEIGHT * ctx >= CODE_SCORE
-    # a weak line sandwiched between code lines belongs to the block
-    for k in range(1, m - 1):
-        i = scored[k]
-        if labels[i] is False and scores[i] >= 0 and labels[scored[k - 1]] and labels[scored[k + 1]]:
-            labels[i] = True
-    # a document that is mostly code: ambiguous lines are code too
-    if m and sum(1 for i in scored if labels[i]) >= DOC_PRIOR * m:
-        for i in scored:
-            if scores[i] >= AMBIGUOUS:
-                labels[i] = True
-    # comments and docstrings follow their context
-    if neutral and scored:
-        pos = 0
-        for i in neutral:
-            while pos < m and scored[pos] < i:
-                pos += 1
-            before = labels[scored[pos - 1]] if pos > 0 else None
-            after = labels[scored[pos]] if pos < m else None
-            labels[i] = before is not False and after is not False
-    return labels
-
-
-def _quick_no_code(text: str) -> bool:
-    """True when the text surely has no code (almost no code symbols, no fences, no indentation)."""
-    if "```" in text or "\n    " in text or "\n\t" in text:
-        return False
-    return sum(text.count(c) for c in _QUICK_SYMBOLS) < 0.004 * len(text)
+    """Label each line: None (blank), True (code), False (prose) (:func:`~mixlab.curate._code_in_text_rules.label_lines`)."""
+    return R.label_lines(lines, line_score)
 
 
 def code_fraction(text: str) -> float:
     """Share of non-blank characters that sit on code lines (0.0 for prose, ~1.0 for source code)."""
-    if not text or _quick_no_code(text):
-        return 0.0
-    lines = text.split("\n")
-    labels = classify_lines(lines)
-    total = code = 0
-    for line, label in zip(lines, labels, strict=True):
-        if label is None:
-            continue
-        n = len(line.strip())
-        total += n
-        if label:
-            code += n
-    return code / total if total else 0.0
-
-
-def code_blocks(lines: list[str], labels: list[bool | None], min_lines: int) -> list[tuple[int, int]]:
-    """Line ranges [start, end) of code blocks: fenced blocks, or runs of >= min_lines code lines (blanks inside)."""
-    blocks: list[tuple[int, int]] = []
-    i, n = 0, len(lines)
-    while i < n:
-        if not labels[i]:
-            i += 1
-            continue
-        start = end = i
-        count = 0
-        fenced = bool(_FENCE.match(lines[i]))
-        j = i
-        while j < n and labels[j] is not False:
-            if labels[j]:
-                count += 1
-                end = j + 1
-            j += 1
-        if fenced or count >= min_lines:
-            blocks.append((start, end))
-        i = max(j, i + 1)
-    return blocks
+    return R.code_fraction(text, classify_lines)
 
 
 def strip_code(text: str, min_lines: int = 3) -> tuple[str, int]:
-    """``text`` without its code blocks (see :func:`code_blocks`), and how many blocks were removed."""
-    if _quick_no_code(text):
-        return text, 0
-    lines = text.split("\n")
-    blocks = code_blocks(lines, classify_lines(lines), min_lines)
-    if not blocks:
-        return text, 0
-    keep: list[str] = []
-    pos = 0
-    for start, end in blocks:
-        keep.extend(lines[pos:start])
-        pos = end
-    keep.extend(lines[pos:])
-    out = re.sub(r"\n{3,}", "\n\n", "\n".join(keep)).strip()
-    return (out + "\n" if out else ""), len(blocks)
+    """``text`` without its code blocks (fenced, or runs of >= ``min_lines`` code lines), and how many were removed."""
+    return R.strip_blocks(text, classify_lines, min_lines)

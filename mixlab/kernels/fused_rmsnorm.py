@@ -1,4 +1,4 @@
-"""Fused RMSNorm in Triton: forward and backward kernels -> launchers -> autograd.Function -> module.
+"""Fused RMSNorm in Triton: forward and backward kernels -> launchers -> custom op (:mod:`.ops`) -> module.
 
 Contract (same as :func:`mixlab.kernels.reference.rms_norm`):
     y = x * rsqrt(mean(x**2, -1) + eps) * weight
@@ -24,6 +24,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import nn
+
+from mixlab.kernels import ops
 
 
 @triton.jit
@@ -126,7 +128,7 @@ def rms_norm_bwd(
     n_rows, n_cols = x2.shape
     dx = torch.empty((n_rows, n_cols), dtype=x.dtype, device=x.device)
     if n_rows == 0:
-        return dx.reshape(x.shape), torch.zeros_like(weight)
+        return dx.reshape(x.shape), weight.new_zeros(weight.shape)
     n_prog = _num_programs(x.device, n_rows)
     rows_per_program = triton.cdiv(n_rows, n_prog)
     n_prog = triton.cdiv(n_rows, rows_per_program)
@@ -141,24 +143,9 @@ def rms_norm_bwd(
     return dx.reshape(x.shape), dw_partial.sum(0).to(weight.dtype)
 
 
-class RMSNormFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        y, rstd = rms_norm_fwd(x, weight, eps)
-        ctx.save_for_backward(x, weight, rstd)
-        return y
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        x, weight, rstd = ctx.saved_tensors
-        dx, dw = rms_norm_bwd(dy, x, weight, rstd)
-        return (dx if ctx.needs_input_grad[0] else None), (dw if ctx.needs_input_grad[1] else None), None
-
-
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Fused RMSNorm; same signature and semantics as the reference."""
-    return RMSNormFunction.apply(x, weight, eps)
+    """Fused RMSNorm (the registered op ``mixlab::rms_norm``); same signature and semantics as the reference."""
+    return ops.rms_norm(x, weight, eps)
 
 
 class FusedRMSNorm(nn.Module):

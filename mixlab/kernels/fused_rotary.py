@@ -1,4 +1,4 @@
-"""Fused rotary position embedding in Triton: kernel -> launcher -> autograd.Function -> module.
+"""Fused rotary position embedding in Triton: kernel -> launcher -> custom op (:mod:`.ops`) -> module.
 
 Contract (same as :func:`mixlab.kernels.reference.apply_rotary`): ``x`` is ``[batch, seq, heads, head_dim]``
 (head_dim even), ``cos``/``sin`` are ``[seq_total, head_dim // 2]`` with ``seq_total >= seq`` (rows
@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
+from mixlab.kernels import ops
 from mixlab.kernels.reference import rotary_tables
 
 
@@ -95,22 +96,10 @@ def rotary_launch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, backwar
     return y
 
 
-class RotaryFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(cos, sin)
-        return rotary_launch(x, cos, sin)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        cos, sin = ctx.saved_tensors
-        return rotary_launch(dy, cos, sin, backward=True), None, None
-
-
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Fused rotary embedding; same signature and semantics as the reference (no grad to cos/sin)."""
-    return RotaryFunction.apply(x, cos, sin)
+    """Fused rotary embedding (the registered op ``mixlab::apply_rotary``); same semantics as the reference
+    (no grad to cos/sin)."""
+    return ops.apply_rotary(x, cos, sin)
 
 
 class FusedRotary(nn.Module):

@@ -1,4 +1,4 @@
-"""Fused SwiGLU activation in Triton: kernels -> launchers -> autograd.Function -> module.
+"""Fused SwiGLU activation in Triton: kernels -> launchers -> custom op (:mod:`.ops`) -> module.
 
 Contract (same as :func:`mixlab.kernels.reference.swiglu`):
     out = silu(gate) * up,  silu(g) = g * sigmoid(g)
@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import nn
+
+from mixlab.kernels import ops
 
 BLOCK = 1024
 
@@ -77,23 +79,9 @@ def swiglu_bwd(dout: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> tupl
     return dgate, dup
 
 
-class SwiGLUFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(gate, up)
-        return swiglu_fwd(gate, up)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        gate, up = ctx.saved_tensors
-        dgate, dup = swiglu_bwd(dout, gate, up)
-        return (dgate if ctx.needs_input_grad[0] else None), (dup if ctx.needs_input_grad[1] else None)
-
-
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """Fused ``silu(gate) * up``; same signature and semantics as the reference."""
-    return SwiGLUFunction.apply(gate, up)
+    """Fused ``silu(gate) * up`` (the registered op ``mixlab::swiglu``); same signature and semantics as the reference."""
+    return ops.swiglu(gate, up)
 
 
 class FusedSwiGLUMLP(nn.Module):

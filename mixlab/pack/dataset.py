@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mixlab.errors import MixlabError
 from mixlab.pack.manifest import PhaseManifest, file_entry, read_manifest
 
 
-class PackedDataError(RuntimeError):
+class PackedDataError(MixlabError, RuntimeError):
     """A packed folder that must not be trained on."""
 
 

@@ -216,8 +216,8 @@ def export_phase(phase_dir: Path | str, out_prefix: Path | str, fmt: Format, *, 
     m = phase.manifest
     record = {
         "format": fmt, "phase": m.phase, "phase_dir": str(Path(phase_dir).resolve()), "pack_key": m.pack_key,
-        "recipe_hash": m.recipe_hash, "tokenizer_name": m.tokenizer_name, "tokenizer_hash": m.tokenizer_hash,
-        "vocab_size": m.vocab_size, "eos_id": m.eos_id, "seq_len": m.seq_len, "num_sequences": m.num_sequences,
+        "recipe_hash": m.recipe_hash, "tokenizer": m.tokenizer.model_dump(mode="json"),
+        "seq_len": m.seq_len, "num_sequences": m.num_sequences,
         "source_tokens_xxh64": m.files["tokens.npy"].xxh64, "dtype": result.dtype, "seams": result.seams,
         "reader": result.reader, "files": {Path(p).name: e.model_dump() for p, e in result.files.items()},
     }

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
+from mixlab.errors import MixlabError
 
-class MixtureError(ValueError):
+
+class MixtureError(MixlabError, ValueError):
     """A mixture that cannot be packed (not enough data under the repetition cap)."""
 
 

@@ -15,8 +15,11 @@ from typing import Any
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 
+from mixlab.errors import CorruptOutputError
+from mixlab.tokenizer import TokenizerInfo
+
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one `tokenizer` (TokenizerInfo) replaces vocab_size / eos_id / tokenizer_name / _hash
 
 
 class FileEntry(BaseModel):
@@ -55,14 +58,36 @@ class PhaseManifest(BaseModel):
     requested_tokens: int = Field(description="The phase's token budget in the recipe.")
     planned_tokens: int = Field(description="num_sequences * seq_len (budget rounded down to whole batches).")
     token_dtype: str
-    vocab_size: int
-    eos_id: int
-    tokenizer_name: str
-    tokenizer_hash: str
+    tokenizer: TokenizerInfo = Field(description="The tokenizer the tokens were made with (its one identity).")
     seed: int
     max_prefix_deviation: float = Field(description="Worst |count_k(prefix) - w_k i| over prefixes, in sequences.")
     sources: dict[str, SourceEntry]
     files: dict[str, FileEntry]
+    digest: str = Field("", description="xxh64 of this manifest's canonical JSON without this field (seal()).")
+
+    def content_digest(self) -> str:
+        body = self.model_dump_json(exclude={"digest"})
+        return xxhash.xxh64(body.encode()).hexdigest()
+
+    def seal(self) -> PhaseManifest:
+        """This manifest with its own digest filled in: an edited field no longer matches and is refused."""
+        return self.model_copy(update={"digest": self.content_digest()})
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_id
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name
+
+    @property
+    def tokenizer_hash(self) -> str:
+        return self.tokenizer.hash
 
 
 def file_entry(path: Path, chunk: int = 1 << 24) -> FileEntry:
@@ -88,4 +113,12 @@ def read_manifest(phase_dir: Path) -> PhaseManifest:
             f"{phase_dir} has no {MANIFEST}: the phase was never packed or its packing was interrupted; "
             f"run `mixlab pack RECIPE` again"
         )
-    return PhaseManifest.model_validate_json(path.read_text())
+    try:
+        manifest = PhaseManifest.model_validate_json(path.read_text())
+    except ValueError as e:
+        raise CorruptOutputError(f"{path}: not a valid manifest ({str(e).splitlines()[0]}); re-run "
+                                 f"`mixlab pack RECIPE`, which rebuilds the phase") from None
+    if manifest.digest != manifest.content_digest():
+        raise CorruptOutputError(f"{path}: its content differs from its recorded digest (edited or damaged); "
+                                 f"re-run `mixlab pack RECIPE`, which rebuilds the phase")
+    return manifest

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,7 @@ from mixlab.pack.apportion import apportion
 from mixlab.pack.interleave import interleave, max_prefix_deviation
 from mixlab.pack.ledger import MixtureError, SourceTokens, check_supply, take
 from mixlab.pack.manifest import MANIFEST, PhaseManifest, SourceEntry, file_entry, write_json_atomic
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+from mixlab.tokenizer import token_dtype
 
 
 def pack_phase(
@@ -44,23 +42,27 @@ def pack_phase(
     batch_size: int,
     seed: int,
     header: dict[str, Any],
+    check_space: Callable[[int], None] | None = None,
 ) -> PhaseManifest:
-    """Pack one phase into ``out_dir``; ``header`` carries recipe/tokenizer identity fields of the manifest."""
+    """Pack one phase into ``out_dir``; ``header`` carries the manifest's identity fields: ``recipe_name``,
+    ``recipe_hash``, ``pack_key`` and ``tokenizer`` (a :class:`~mixlab.tokenizer.TokenizerInfo`).
+    ``check_space(bytes)`` runs after the supply check, before anything is allocated or written."""
     out_dir = Path(out_dir)
     names = [s for s, w in mixture.items() if w > 0]
     num_seq = requested_tokens // (seq_len * batch_size) * batch_size
     if num_seq == 0:
-        raise ValueError(
+        raise MixtureError(
             f"phase {phase!r}: budget {requested_tokens:,} tokens is less than one batch "
             f"({batch_size} x {seq_len} = {batch_size * seq_len:,} tokens); raise `tokens`"
         )
     counts = apportion({s: mixture[s] for s in names}, num_seq)
-    order = interleave([counts[s] for s in names])
     problems = [check_supply(sources[s], starts.get(s, 0), counts[s], seq_len, max_repeat, phase) for s in names]
-    if any(problems):  # checked for every source before anything is written
+    if any(problems):  # checked for every source before anything is allocated or written
         raise MixtureError("impossible mixture:\n  " + "\n  ".join(p for p in problems if p))
-    vocab = int(header["vocab_size"])
-    dtype = token_dtype(vocab)
+    dtype = token_dtype(header["tokenizer"].vocab_size)
+    if check_space is not None:  # e.g. refuse a phase the disk cannot hold, before writing anything
+        check_space(num_seq * ((seq_len + 1) * dtype.itemsize + 9))
+    order = interleave([counts[s] for s in names])
 
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -101,6 +103,7 @@ def pack_phase(
         max_prefix_deviation=max_prefix_deviation(order, [counts[s] for s in names]), sources=entries,
         files={f: file_entry(tmp / f) for f in ("tokens.npy", "seq_source.npy", "seq_position.npy")},
     )
+    manifest = manifest.seal()
     write_json_atomic(tmp / MANIFEST, manifest.model_dump_json(indent=2))
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -8,35 +8,21 @@ Contracts:
   :func:`split_input_path` splits it into the folder datatrove shards and a glob relative to it.
   No matching file at all is a clear ``FileNotFoundError``; a task that gets no file of a non-empty input
   is fine (more tasks than files).
-- :func:`iter_lines` streams the lines of a (possibly zstd/gzip compressed) binary file in constant memory
-  besides the current line. A corrupt zstd frame yields one :class:`Skip` ``corrupt_zstd`` and decoding resumes
-  at the next frame magic; a corrupt gzip/other stream yields one ``corrupt_<codec>`` skip and ends the file;
-  a line longer than ``max_line_bytes`` is never held in memory and yields a ``too_large`` skip.
+- Line streams (``iter_lines``, ``open_lines``, :class:`Skip`) come from :mod:`mixlab.jsonl`, the one reader of
+  (compressed) JSON Lines: corrupt zstd frames, corrupt gzip streams and over-long lines become Skips.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from glob import has_magic
-from typing import Any, BinaryIO
+from typing import Any
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader
 
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-FEED_BYTES = 1 << 16  # compressed bytes per decompress call: bounds what one corrupt block can take with it
-READ_BYTES = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """A record (or an unreadable stretch of input) that is dropped: ``reason`` becomes ``dropped_<reason>``."""
-
-    reason: str
-    nbytes: int = 0
+from mixlab.jsonl import Skip, iter_lines, open_lines  # noqa: F401 (the line streams, re-exported for readers)
 
 
 def split_input_path(path: str) -> tuple[str, str | None]:
@@ -57,126 +43,6 @@ def split_input_path(path: str) -> tuple[str, str | None]:
     if proto:
         folder = f"{proto}://{folder}"
     return folder, "/".join(parts[first:])
-
-
-def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes | Skip]:
-    """Decompressed chunks of a (multi-frame) zstd stream; corruption yields a Skip and resyncs on a frame magic."""
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor()
-    dobj = dctx.decompressobj()
-    started = False  # the current frame has received bytes (so ending here means truncated)
-    resync = False  # after a corrupt frame: drop compressed bytes until the next frame magic
-    carry = b""
-    while True:
-        block = raw.read(READ_BYTES)
-        if not block:
-            break
-        data = carry + block if carry else block
-        carry = b""
-        pos = 0
-        while pos < len(data):
-            if resync:
-                idx = data.find(ZSTD_MAGIC, pos)
-                if idx < 0:  # keep a possible partial magic at the block end
-                    carry = data[max(pos, len(data) - 3) :]
-                    pos = len(data)
-                    break
-                pos, resync = idx, False
-                dobj = dctx.decompressobj()
-            piece = data[pos : pos + FEED_BYTES]
-            started = True
-            try:
-                out = dobj.decompress(piece)
-            except zstandard.ZstdError:
-                yield Skip("corrupt_zstd", len(piece))
-                resync, started = True, False
-                pos += 1  # never re-find the magic of the frame that just failed
-                continue
-            if out:
-                yield out
-            if dobj.eof:  # frame finished inside this piece: the rest belongs to the next frame
-                pos += len(piece) - len(dobj.unused_data)
-                dobj, started = dctx.decompressobj(), False
-            else:
-                pos += len(piece)
-    if started and not dobj.eof:  # the file ends inside a frame: truncated
-        yield Skip("corrupt_zstd")
-
-
-def _plain_chunks(f: BinaryIO, codec: str) -> Iterator[bytes | Skip]:
-    """Chunks of an already-decompressing file object; any decoding error ends the file with one Skip."""
-    try:
-        while block := f.read(READ_BYTES):
-            yield block
-    except (OSError, EOFError, zlib.error, ValueError):  # BadGzipFile is an OSError
-        yield Skip(f"corrupt_{codec}")
-
-
-def iter_lines(chunks: Iterable[bytes | Skip], max_line_bytes: int) -> Iterator[bytes | Skip]:
-    """Split decompressed chunks into lines (without ``\\n``); pass Skips through.
-
-    A Skip discards the partial line before it (that line is part of the unreadable stretch). A line over
-    ``max_line_bytes`` is dropped while streaming (never joined) and reported as ``Skip("too_large", size)``.
-    Empty lines are not yielded.
-    """
-    parts: list[bytes] = []
-    size = 0
-    oversized = False
-    for chunk in chunks:
-        if isinstance(chunk, Skip):
-            parts, size, oversized = [], 0, False
-            yield chunk
-            continue
-        if b"\n" not in chunk:
-            size += len(chunk)
-            if oversized:
-                continue
-            if size > max_line_bytes:
-                parts, oversized = [], True
-            else:
-                parts.append(chunk)
-            continue
-        lines = chunk.split(b"\n")
-        tail = lines.pop()
-        first = lines[0]
-        if oversized or size + len(first) > max_line_bytes:
-            yield Skip("too_large", size + len(first))
-            lines = lines[1:]
-        elif parts:
-            parts.append(first)
-            lines[0] = b"".join(parts)
-        parts, size, oversized = [], 0, False
-        for line in lines:
-            if len(line) > max_line_bytes:
-                yield Skip("too_large", len(line))
-            elif line.strip():
-                yield line
-        if tail:
-            size = len(tail)
-            if size > max_line_bytes:
-                oversized = True
-            else:
-                parts.append(tail)
-    if oversized:
-        yield Skip("too_large", size)
-    elif parts:
-        last = b"".join(parts)
-        if last.strip():
-            yield last
-
-
-def open_lines(data_folder: Any, filepath: str, max_line_bytes: int) -> Iterator[bytes | Skip]:
-    """Lines of ``filepath`` in ``data_folder``; compression inferred from the suffix (.zst, .gz, none)."""
-    if filepath.endswith((".zst", ".zstd")):
-        with data_folder.open(filepath, "rb") as raw:
-            yield from iter_lines(_zstd_chunks(raw), max_line_bytes)
-    elif filepath.endswith(".gz"):
-        with data_folder.open(filepath, "rb", compression="gzip") as f:
-            yield from iter_lines(_plain_chunks(f, "gzip"), max_line_bytes)
-    else:
-        with data_folder.open(filepath, "rb") as f:
-            yield from iter_lines(_plain_chunks(f, "read"), max_line_bytes)
 
 
 def text_nbytes(text: str) -> int:

@@ -21,6 +21,8 @@ generated solution is deliberately wrong).
 keeps a document only when it passes; it then removes ``tests`` from the metadata (appending them to the text
 when ``include_tests``) and sets ``verified=True``. Drops: ``dropped_tests_failed``, ``dropped_timeout``,
 ``dropped_memory``, ``dropped_error``, ``dropped_missing_tests``.
+The curation pipeline (generator and/or reader -> verifier -> writer) is assembled from these steps by
+:func:`mixlab.curate.pipeline.build_pipeline` with the recipe's ``SyntheticOptions``; this module imports no curate.
 """
 
 from __future__ import annotations
@@ -38,8 +40,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mixlab.curate.synthetic_options import SyntheticOptions
-from mixlab.sandbox import run_many
+from mixlab.sandbox import TestedProgram, run_many
 from mixlab.sources.base import Skip
 from mixlab.sources.slimpajama import JsonlRecordReader
 from mixlab.sources.synthetic_families import build_spec
@@ -306,10 +307,11 @@ class VerifiedSyntheticFilter(BaseFilter):
             and d.metadata["tests"].strip()
             and is_identifier(d.metadata.get("entry_point"))
         ]
-        programs = [
-            verification_program(batch[i].text, batch[i].metadata["tests"], batch[i].metadata["entry_point"])
-            for i in todo
-        ]
+        programs = []  # solution and tests run in separate jails (mixlab.sandbox.run_tests): no forged pass
+        for i in todo:
+            tests, entry = batch[i].metadata["tests"], batch[i].metadata["entry_point"]
+            calls = re.search(r"^def check\(", tests, re.M) and not re.search(r"^check\(", tests, re.M)
+            programs.append(TestedProgram(batch[i].text, tests, entry if calls else None))
         for i, res in zip(
             todo, run_many(programs, self.workers, self.timeout_s, self.memory_mb), strict=True
         ):
@@ -325,21 +327,3 @@ class VerifiedSyntheticFilter(BaseFilter):
                 doc.metadata["sandbox_detail"] = res.detail
                 results[i] = (False, DROP_REASONS[res.status])
         return results
-
-
-def build_synthetic_pipeline(output_folder: str, options: SyntheticOptions) -> list[PipelineStep]:
-    """Generator and/or user reader -> :class:`VerifiedSyntheticFilter` -> ``CuratedJsonlWriter`` (a datatrove
-    JsonlWriter writing ``<output_folder>/<rank>.jsonl.zst`` and counting ``docs_kept``/``bytes_kept``, so that
-    ``mixlab.curate.stats.curation_stats(logging_dir, "synthetic")`` accounts for every problem)."""
-    from mixlab.curate.pipeline import CuratedJsonlWriter
-
-    steps: list[PipelineStep] = []
-    if options.generate:
-        steps.append(SyntheticProblemGenerator(options.generate, options.seed, options.corrupt_fraction))
-    if options.problems_path:
-        steps.append(SyntheticProblemReader(options.problems_path))
-    steps.append(
-        VerifiedSyntheticFilter(options.timeout_s, options.memory_mb, options.workers, options.include_tests)
-    )
-    steps.append(CuratedJsonlWriter(output_folder, by_lang=True))
-    return steps

@@ -13,6 +13,12 @@ Contract:
   and (when present) every CUDA device, as tensors.
 - ``latest_checkpoint(dir)`` returns the ``step_XXXXXX.pt`` with the highest step, or None; temporary files of
   an interrupted write are never returned.
+- Loading a trained model (what eval and HF export consume): ``resolve_checkpoint(path)`` is ``path`` when it is
+  a file, else ``<phase dir>/final.pt``, else the phase's latest ``step_XXXXXX.pt``.
+  ``load_checkpoint_and_config(path, model_config=None)`` returns the checkpoint dict and its
+  :class:`~mixlab.train.model.ModelConfig`, read from ``extra.result.model_config`` (written with every
+  ``final.pt``; step checkpoints do not record it, so pass ``model_config`` for those). ``load_model(path,
+  device)`` returns the :class:`~mixlab.train.model.GPT` in eval mode on ``device`` and its config.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+
+from mixlab.train.model import GPT, ModelConfig
 
 FORMAT = 1
 STEP_RE = re.compile(r"^step_(\d+)\.pt$")
@@ -84,21 +92,52 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def digest_path(path: Path) -> Path:
+    """The sidecar ``<name>.xxh64`` that records a checkpoint's size and digest."""
+    return path.with_name(path.name + ".xxh64")
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a hidden temporary file beside ``path``, fsync, then rename over ``path``."""
+    """torch.save to a hidden temporary file beside ``path``, fsync, then rename over ``path``; the file's size
+    and xxh64 go to ``<path>.xxh64`` (written first: a crash between the two renames leaves a mismatch, which
+    reads as damaged and is rebuilt, never as valid)."""
+    from mixlab.workspace import digest, write_json_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp.{os.getpid()}"
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        write_json_atomic(digest_path(path), {"bytes": tmp.stat().st_size, "xxh64": digest(tmp)})
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise :class:`~mixlab.errors.CorruptOutputError` when ``path`` differs from its recorded digest (a file
+    without a sidecar, written by another tool or an older mixlab, is accepted as is)."""
+    import json
+
+    from mixlab.errors import CorruptOutputError
+    from mixlab.workspace import verify
+
+    side = digest_path(Path(path))
+    if not side.exists():
+        return
+    try:
+        recorded = json.loads(side.read_text())
+    except ValueError:
+        recorded = {"bytes": -1, "xxh64": ""}
+    problems = verify(Path(path).parent, {Path(path).name: recorded})
+    if problems:
+        raise CorruptOutputError(f"checkpoint damaged: {problems[0]}; delete it (a phase folder retrains or resumes "
+                                 f"from its latest step checkpoint when re-run)")
 
 
 def save_checkpoint(
@@ -132,6 +171,7 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu", 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    verify_checkpoint(path)
     ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a mixlab checkpoint (format {FORMAT}); was it written by another tool?")
@@ -155,3 +195,64 @@ def remove_step_checkpoints(folder: Path | str, keep: Path | None = None) -> Non
     for p in folder.iterdir():
         if STEP_RE.match(p.name) and (keep is None or p.resolve() != Path(keep).resolve()):
             p.unlink(missing_ok=True)
+            digest_path(p).unlink(missing_ok=True)
+
+
+def checkpoint_key(path: Path | str) -> str:
+    """The train key a checkpoint was written under (``extra.key``); for a checkpoint without one (another
+    tool's, or hand-made), the xxh64 of its bytes, so a different file is a different key."""
+    import xxhash
+
+    try:
+        key = (load_checkpoint(path, mmap=True).get("extra") or {}).get("key")
+    except ValueError:
+        key = None
+    if key:
+        return str(key)
+    h = xxhash.xxh64()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    return f"file-{h.hexdigest()}"
+
+
+def resolve_checkpoint(path: Path | str) -> Path:
+    """``path`` itself when it is a file, else ``path/final.pt``, else the latest step checkpoint in ``path``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if (path / "final.pt").is_file():
+        return path / "final.pt"
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"no checkpoint at {path} (expected a .pt file or a phase folder with final.pt)")
+    return latest
+
+
+def model_config_of(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> ModelConfig:
+    """The :class:`ModelConfig` recorded in a ``final.pt`` (``extra.result.model_config``)."""
+    cfg = ((ckpt.get("extra") or {}).get("result") or {}).get("model_config")
+    if not cfg:
+        raise ValueError(f"{path} records no model configuration (only final.pt does); pass model_config=")
+    return ModelConfig(**cfg)
+
+
+def load_checkpoint_and_config(
+    path: Path | str, model_config: ModelConfig | dict | None = None
+) -> tuple[dict, ModelConfig]:
+    """(checkpoint dict, model config) of a checkpoint file or phase folder; ``model_config`` overrides."""
+    file = resolve_checkpoint(path)
+    ckpt = load_checkpoint(file, map_location="cpu")
+    if model_config is None:
+        return ckpt, model_config_of(ckpt, file)
+    return ckpt, model_config if isinstance(model_config, ModelConfig) else ModelConfig(**model_config)
+
+
+def load_model(
+    path: Path | str, device: str | torch.device = "cpu", model_config: ModelConfig | dict | None = None
+) -> tuple[GPT, ModelConfig]:
+    """(model in eval mode on ``device``, its config) from a checkpoint file or phase folder."""
+    ckpt, cfg = load_checkpoint_and_config(path, model_config)
+    model = GPT(cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg

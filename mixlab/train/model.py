@@ -10,6 +10,12 @@ Contract:
   given, else the logits [B,T,V].
 - ``GPT.token_losses(idx, targets) -> [B,T]``: per-token cross-entropy (fp32) for evaluation; its mean equals
   ``forward``'s loss up to float rounding.
+- Incremental decoding: ``GPT.hidden(idx, cache=KVCache(), valid=mask)`` runs the same blocks, appending each
+  layer's keys/values to the cache; the next call continues at rotary position ``len(cache)`` (cache columns,
+  padding included) and attends to every cached column that ``valid`` marked a real token, plus causally to
+  itself. Rotary attention depends only on query-key distances, so a left-padded row scores as it would alone
+  from position 0 (up to float rounding), with the rotary tables of the uncached path (one formula).
+  ``len(cache) + T`` must stay within ``seq_len``.
 - Architecture: token embedding -> n_layers x [x + Attn(RMSNorm(x)); x + SwiGLU(RMSNorm(x))] -> RMSNorm ->
   output projection (tied to the embedding when ``tie_embeddings``). Rotary position embeddings ("rotate half"
   layout), grouped-query attention (n_kv_heads), causal SDPA, no biases, no dropout (so training on a given
@@ -27,13 +33,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mixlab.kernels import apply_rotary, linear_cross_entropy, rms_norm, rotary_tables, swiglu
-from mixlab.recipe import ModelSpec
+
+if TYPE_CHECKING:  # the model imports without pydantic (a GPU box may have only torch and triton)
+    from mixlab.recipe import ModelSpec
 
 # name -> (n_layers, d_model, n_heads, n_kv_heads, ffn_hidden). Counts above are computed by num_params().
 PRESETS: dict[str, tuple[int, int, int, int, int]] = {
@@ -123,7 +132,8 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, _ = x.shape
         H, KV, hd = self.n_heads, self.n_kv_heads, self.head_dim
         q, k, v = self.wqkv(x).split([H * hd, KV * hd, KV * hd], dim=-1)
@@ -131,10 +141,15 @@ class Attention(nn.Module):
         k = apply_rotary(k.view(B, T, KV, hd), cos, sin)  # [B,T,KV,hd]
         v = v.view(B, T, KV, hd)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B,heads,T,hd]
+        if cache is not None:
+            k, v = cache.append(layer, k, v)  # [B,KV,Tc+T,hd]
         if KV != H:  # grouped-query attention: each kv head serves H/KV query heads
-            k = k.repeat_interleave(H // KV, dim=1)  # [B,H,T,hd]
+            k = k.repeat_interleave(H // KV, dim=1)  # [B,H,Tk,hd] (Tk = T, or Tc+T with a cache)
             v = v.repeat_interleave(H // KV, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B,H,T,hd]
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B,H,T,hd]
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.mask)  # [B,H,T,hd]
         return self.wo(y.transpose(1, 2).reshape(B, T, H * hd))  # [B,T,d]
 
 
@@ -157,9 +172,55 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
         return x + self.mlp(self.mlp_norm(x))
+
+
+class KVCache:
+    """Keys and values of every layer for a batch decoded together (module contract, "Incremental decoding").
+
+    ``keys[i]`` / ``values[i]``: [B,KV,Tc,hd] of layer i, rotated at positions 0..Tc-1; ``valid`` [B,Tc]: False at
+    padding columns; ``mask`` [B,1,T,Tc+T]: what the T queries of the running call may attend to.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.valid: torch.Tensor | None = None
+        self.mask: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.valid is None else self.valid.shape[1]
+
+    def start(self, valid: torch.Tensor) -> int:
+        """Open a call on ``valid`` [B,T] new columns; returns the rotary position of the first."""
+        start, n_new = len(self), valid.shape[1]
+        self.valid = valid if self.valid is None else torch.cat([self.valid, valid], dim=1)  # [B,Tc+T]
+        q_pos = torch.arange(start, start + n_new, device=valid.device)[:, None]  # [T,1]
+        k_pos = torch.arange(start + n_new, device=valid.device)[None, :]  # [1,Tc+T]
+        # a position always sees itself, so the rows of padding queries stay finite
+        self.mask = ((self.valid[:, None, :] & (k_pos <= q_pos)) | (k_pos == q_pos))[:, None]  # [B,1,T,Tc+T]
+        return start
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add layer ``layer``'s new keys/values [B,KV,T,hd]; returns all of them [B,KV,Tc+T,hd]."""
+        if layer < len(self.keys):
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
+        else:
+            self.keys.append(k)
+            self.values.append(v)
+        return self.keys[layer], self.values[layer]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the batch rows ``rows`` (int64 indices), e.g. after some rows finished decoding."""
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]
+        if self.valid is not None:
+            self.valid = self.valid.index_select(0, rows)
+        self.mask = None
 
 
 class GPT(nn.Module):
@@ -186,19 +247,32 @@ class GPT(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final-norm hidden states [B,T,d] of token ids [B,T]."""
+    def hidden(self, idx: torch.Tensor, *, cache: KVCache | None = None,
+               valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-norm hidden states [B,T,d] of token ids [B,T]; with ``cache``, continuing the cached tokens
+        (``valid`` [B,T] bool marks real tokens, default all; see the module contract)."""
         n_tok = idx.shape[1]
+        start = 0
+        if cache is not None:
+            if valid is None:
+                valid = torch.ones(idx.shape, dtype=torch.bool, device=idx.device)
+            if len(cache) + n_tok > self.cfg.seq_len:
+                raise ValueError(f"{len(cache)} cached + {n_tok} new tokens exceed the model's seq_len "
+                                 f"{self.cfg.seq_len}; start a new cache from the last tokens")
+            start = cache.start(valid)
+        elif valid is not None:
+            raise ValueError("valid= marks padding for cached decoding; pass cache= too (or right-pad instead)")
         if n_tok > self.cfg.seq_len:
             raise ValueError(f"sequence of {n_tok} tokens exceeds the model's seq_len {self.cfg.seq_len}")
         x = self.tok_emb(idx)  # [B,T,d]
-        cos, sin = self.rope_cos[:n_tok], self.rope_sin[:n_tok]  # [T, hd/2]
-        for block in self.blocks:
-            x = block(x, cos, sin)
+        cos, sin = self.rope_cos[start : start + n_tok], self.rope_sin[start : start + n_tok]  # [T, hd/2]
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, layer)
         return self.norm(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.hidden(idx)  # [B,T,d]
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
+                cache: KVCache | None = None) -> torch.Tensor:
+        h = self.hidden(idx, cache=cache)  # [B,T,d]
         if targets is None:
             return self.lm_head(h)  # [B,T,V]
         return linear_cross_entropy(h, self.lm_head.weight, targets)  # scalar: mean CE over B*T

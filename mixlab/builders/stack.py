@@ -1,4 +1,4 @@
-"""The Stack row schema and the file selections of the sample's code and markup subsets (for build_sample).
+"""The Stack row schema and the file selections of the sample's code and markup subsets (for :mod:`mixlab.builders.sample`).
 
 A :class:`CodeSource` names real files in the unpacked inputs (a root folder, glob patterns, how many to draw)
 plus where they live upstream (``max_stars_repo_name`` / ``max_stars_repo_path``) and their license.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixlab.sample._convert import truncate_text
+from mixlab.builders.convert import truncate_text
 
 MAX_FILE_CHARS = 30_000  # hard cap per file (truncated at a line boundary)
 PICK_MIN_BYTES, PICK_MAX_BYTES = 400, 16_000  # size window of randomly drawn files (keeps the sample small)

@@ -1,11 +1,11 @@
 """A larger local sample: N varied copies of the embedded sample's SlimPajama shards and Stack parquet files.
 
-``python -m mixlab.sample.scale --factor N --out DIR`` (or :func:`scale_sample`) writes, in the real layouts:
+``python -m mixlab.builders.scale --factor N --out DIR`` (or :func:`scale_sample`) writes, in the real layouts:
 
 - ``DIR/slimpajama/train/chunk<c>/example_train_<i>.jsonl.zst`` for copies c = 1..N of every embedded shard;
 - ``DIR/stack/data/<lang>/train-<c-1:05d>-of-<N:05d>.parquet`` for copies c = 1..N of every language file
   (The Stack's schema; statistics and ``hexsha`` recomputed from the new content by
-  :func:`mixlab.sample._stack.stack_row`).
+  :func:`mixlab.builders.stack.stack_row`).
 
 Copy 1 is the embedded sample unchanged. Copy c > 1 varies every text so that exact dedup does not collapse
 the copies: the paragraphs (blocks separated by a blank line) after the first :data:`FIXED_LINES` lines are
@@ -20,7 +20,6 @@ factor 3: see tests/test_curate_scale.py).
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import sys
 from pathlib import Path
@@ -29,7 +28,9 @@ from typing import Any
 import orjson
 import zstandard
 
-SAMPLE = Path(__file__).resolve().parent / "data"
+from mixlab.jsonl import read_jsonl
+from mixlab.sample import DATA as SAMPLE
+
 FIXED_LINES = (
     10  # leading lines never moved: licence and "generated" headers (StackOptions checks 5) stay put
 )
@@ -84,12 +85,8 @@ def scale_slimpajama(factor: int, out: Path, sample: Path = SAMPLE) -> int:
     shards = sorted((sample / "slimpajama/train").glob("chunk*/*.jsonl.zst"))
     for copy in range(1, factor + 1):
         for shard in shards:
-            raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(shard.read_bytes())).read()
             lines = []
-            for line in raw.splitlines():
-                if not line.strip():
-                    continue
-                rec = orjson.loads(line)
+            for rec in read_jsonl(shard):
                 if isinstance(rec.get("text"), str):
                     rec["text"] = vary_text(rec["text"], copy)
                 lines.append(orjson.dumps(rec))
@@ -105,7 +102,7 @@ def scale_stack(factor: int, out: Path, sample: Path = SAMPLE) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mixlab.sample._stack import stack_row
+    from mixlab.builders.stack import stack_row
 
     n = 0
     for path in sorted((sample / "stack/data").glob("*/*.parquet")):

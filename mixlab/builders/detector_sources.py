@@ -1,8 +1,9 @@
-"""Real documents with line labels for :mod:`mixlab.curate.detector_eval`: one generator of :class:`Piece` per source.
+"""Real documents with line labels for :mod:`mixlab.builders.detector_set`: one generator of :class:`Piece` per source.
 
-Each generator reads unpacked registry packages under a build folder (:func:`fetch` downloads them with
-``apt-get download`` / ``pip download``) and labels every line from the source's own markup (see the
-``detector_eval`` docstring for the rules). No network access outside :func:`fetch`; no datatrove.
+Each generator reads unpacked registry packages under a build folder (:func:`fetch` unpacks them there from
+:mod:`mixlab.builders.fetch`, hash-checked and cached) and labels every line from the source's own markup (see
+the :mod:`mixlab.curate.detector_eval` docstring for the rules). No network access outside :func:`fetch`; no
+datatrove.
 """
 
 from __future__ import annotations
@@ -12,31 +13,25 @@ import gzip
 import html
 import random
 import re
-import subprocess
-import tarfile
 import xml.etree.ElementTree as ET
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixlab.sample.build_sample import ENWIKI, GENSIM, GENSIM_DATA, gensim_wheel
+from mixlab.builders import pins
+from mixlab.builders.fetch import extract_tar, extract_zip, unpack_deb
+from mixlab.builders.fetch import fetch as fetch_package
+from mixlab.builders.sample import ENWIKI, GENSIM, GENSIM_DATA, gensim_wheel
 
 SEED = 2408_10914
-DEBIAN = {  # name -> version (Debian 12), as the embedded sample pins them
-    "python3.11-doc": "3.11.2-6+deb12u9",
-    "dict-devil": "1.0-13.1",
-    "debian-reference-en": "2.100",
-    "nodejs-doc": "18.20.4+dfsg-1~deb12u3",
-    "r-cran-zoo": "1.8-11-1",
-    "r-cran-sandwich": "3.0-2-1",
-    "r-cran-strucchange": "1.5-3-1",
-    "r-cran-coin": "1.4-2-1+b1",
-    "r-cran-vcd": "1:1.4-11-1",
-    "r-cran-lmtest": "0.9.40-1",
-    "r-cran-party": "1.3-11-1",
-}
-PYGMENTS = "2.18.0"
+DEBIAN = {  # name -> version, as the embedded sample pins them
+    name: pins.DEBIAN[name].version
+    for name in (
+        "python3.11-doc", "dict-devil", "debian-reference-en", "nodejs-doc", "r-cran-zoo", "r-cran-sandwich",
+        "r-cran-strucchange", "r-cran-coin", "r-cran-vcd", "r-cran-lmtest", "r-cran-party",
+    )
+}  # fmt: skip
+PYGMENTS = pins.PYGMENTS.version
 PYDOC = "deb/python3.11-doc/usr/share/doc/python3.11/html/_sources"
 MAX_CHARS = 6_000  # documents are cut (at a block boundary) to keep the set under 1.5 MB compressed
 # Pygments example folders of programming languages (config, data and markup formats left out)
@@ -96,7 +91,7 @@ def news(build: Path) -> Iterator[Piece]:
 
 
 def wikipedia(build: Path) -> Iterator[Piece]:
-    from mixlab.sample._convert import wikitext_to_text
+    from mixlab.builders.convert import wikitext_to_text
 
     root = ET.fromstring(bz2.decompress((build / "gensim" / GENSIM_DATA / ENWIKI).read_bytes()))
     ns = {"m": root.tag.split("}")[0][1:]}
@@ -159,7 +154,7 @@ def pygments_files(build: Path) -> Iterator[Piece]:
 
 
 def _cut(text: str, limit: int = MAX_CHARS) -> str:
-    from mixlab.sample._convert import truncate_text
+    from mixlab.builders.convert import truncate_text
 
     return truncate_text(text.replace("\r\n", "\n").strip("\n"), limit)
 
@@ -178,7 +173,7 @@ PYDOC_SKIP = {"index.rst.txt", "license.rst.txt"}  # license.rst: licence texts 
 
 
 def python_docs(build: Path, rng: random.Random, n: int) -> Iterator[Piece]:
-    from mixlab.sample._convert import TABLE_BORDER, rst_blocks, rst_inline
+    from mixlab.builders.convert import TABLE_BORDER, rst_blocks, rst_inline
 
     src = build / PYDOC
     pages = sorted(p for p in src.rglob("*.rst.txt") if p.name not in PYDOC_SKIP)
@@ -252,7 +247,7 @@ def nodejs_docs(build: Path) -> Iterator[Piece]:
 
 
 def debian_reference(build: Path) -> Iterator[Piece]:
-    from mixlab.sample._convert import html_to_text
+    from mixlab.builders.convert import html_to_text
 
     ref = build / "deb/debian-reference-en/usr/share/debian-reference"
     pre = re.compile(r"<pre[^>]*>(.*?)</pre>", re.S)
@@ -318,22 +313,8 @@ def sweave_papers(build: Path) -> Iterator[Piece]:
 
 
 def fetch(build: Path) -> None:
-    """Download and unpack the inputs into ``build`` (apt-get download, pip download)."""
-
-    def run(cmd: list[str], cwd: Path) -> None:
-        subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    for sub in ("debs", "deb"):
-        (build / sub).mkdir(parents=True, exist_ok=True)
-    for name, version in sorted(DEBIAN.items()):
-        if not list((build / "debs").glob(f"{name}_*.deb")):
-            run(["apt-get", "download", f"{name}={version}"], build / "debs")
-        if not (build / "deb" / name).exists():
-            deb = next((build / "debs").glob(f"{name}_*.deb"))
-            run(["dpkg", "-x", str(deb), str(build / "deb" / name)], build)
-    run(["pip", "download", "--no-deps", "--no-binary", ":all:", f"pygments=={PYGMENTS}", "-d", "."], build)
-    with tarfile.open(build / f"pygments-{PYGMENTS}.tar.gz") as tf:
-        tf.extractall(build, filter="data")
-    with zipfile.ZipFile(gensim_wheel(build)) as zf:
-        for member in (GENSIM_DATA + ENWIKI, GENSIM_DATA + "lee_background.cor"):
-            zf.extract(member, build / "gensim")
+    """Unpack the inputs into ``build`` (fetched by :func:`mixlab.builders.fetch.fetch`: hash-checked, cached)."""
+    for name in sorted(DEBIAN):
+        unpack_deb(fetch_package(pins.DEBIAN[name]), build / "deb" / name)
+    extract_tar(fetch_package(pins.PYGMENTS), build, marker=build / f"pygments-{PYGMENTS}")
+    extract_zip(gensim_wheel(), build / "gensim", (GENSIM_DATA + ENWIKI, GENSIM_DATA + "lee_background.cor"))

@@ -1,10 +1,11 @@
-"""Rebuild the evaluation subsets shipped beside this file from the packages they come from.
+"""Rebuild the evaluation subsets shipped in ``mixlab/eval/data`` from the packages they come from.
 
 Usage (nothing here runs at import time or in tests; the files it writes are committed)::
 
-    pip download --no-deps evals -d /tmp/x                        # evals-3.0.1.post1-py3-none-any.whl
-    pip download --no-deps --no-binary :all: bigbench -d /tmp/x   # bigbench-1.0.0.tar.gz (358 MB sdist)
-    python mixlab/eval/data/build_data.py /tmp/x/evals-3.0.1.post1-py3-none-any.whl /tmp/x/bigbench-1.0.0.tar.gz
+    python -m mixlab.builders.eval_data [--out mixlab/eval/data] [--wheel EVALS.whl] [--sdist BIGBENCH.tar.gz]
+
+Without ``--wheel`` / ``--sdist`` the pinned ``evals-3.0.1.post1-py3-none-any.whl`` and
+``bigbench-1.0.0.tar.gz`` (a 358 MB sdist) are fetched by :mod:`mixlab.builders.fetch` (hash-checked, cached).
 
 It writes ``quartz_100.jsonl`` (100 lines of the evals wheel's ``registry/data/quartz/samples.jsonl``, byte for
 byte) and ``qa_wikidata_100.json`` (a BIG-bench ``task.json`` holding the original header, canary included,
@@ -14,6 +15,7 @@ in their original order. Licenses and provenance: ``README.md``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
@@ -21,9 +23,13 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import mixlab.eval
+from mixlab.builders import pins
+from mixlab.builders.fetch import fetch
+
 SEED = 20240820
 N_ITEMS = 100
-HERE = Path(__file__).parent
+DATA = Path(mixlab.eval.__file__).resolve().parent / "data"
 QUARTZ_MEMBER = "evals/registry/data/quartz/samples.jsonl"
 QA_WIKIDATA_MEMBER = "bigbench/benchmark_tasks/qa_wikidata/task.json"
 
@@ -46,12 +52,20 @@ def build_qa_wikidata(sdist: Path) -> dict:
     return {**{k: v for k, v in task.items() if k != "examples"}, "examples": [examples[i] for i in picked]}
 
 
-def main(argv: list[str]) -> None:
-    wheel, sdist = map(Path, argv)
-    (HERE / "quartz_100.jsonl").write_text("\n".join(build_quartz(wheel)) + "\n", encoding="utf-8")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--out", type=Path, default=DATA, help="output folder (default: mixlab/eval/data)")
+    ap.add_argument("--wheel", type=Path, help="a local evals wheel (default: fetch the pinned one)")
+    ap.add_argument("--sdist", type=Path, help="a local bigbench sdist (default: fetch the pinned one)")
+    args = ap.parse_args(argv)
+    wheel = args.wheel or fetch(pins.EVALS)
+    sdist = args.sdist or fetch(pins.BIGBENCH)
+    (args.out / "quartz_100.jsonl").write_text("\n".join(build_quartz(wheel)) + "\n", encoding="utf-8")
     task = build_qa_wikidata(sdist)
-    (HERE / "qa_wikidata_100.json").write_text(json.dumps(task, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    text = json.dumps(task, ensure_ascii=False, indent=1) + "\n"
+    (args.out / "qa_wikidata_100.json").write_text(text, encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

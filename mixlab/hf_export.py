@@ -1,8 +1,8 @@
 """Export a mixlab checkpoint as a Hugging Face ``LlamaForCausalLM`` folder (``config.json`` + ``model.safetensors``).
 
 Contract of ``export_hf(checkpoint, out_dir, vocab_size=None, dtype=torch.float32)``:
-- ``checkpoint`` is a ``.pt`` file or a phase folder holding ``final.pt`` (see :func:`mixlab.eval.lm.load_model`
-  for where the model configuration comes from). Writes ``out_dir/config.json``, ``out_dir/model.safetensors``
+- ``checkpoint`` is a ``.pt`` file or a phase folder holding ``final.pt`` (see
+  :func:`mixlab.train.checkpoint.load_checkpoint_and_config` for where the model configuration comes from). Writes ``out_dir/config.json``, ``out_dir/model.safetensors``
   and ``out_dir/mixlab_export.json`` (provenance: checkpoint path, phase, step, the parameter-name map);
   returns ``out_dir``.
 - The architecture maps one to one; no weight is re-initialised or dropped:
@@ -65,6 +65,8 @@ from typing import Any
 
 import torch
 
+from mixlab.eval.encoding import TokenizerSpec, resolve_encoding
+from mixlab.train.checkpoint import load_checkpoint_and_config, resolve_checkpoint
 from mixlab.train.model import ModelConfig
 
 _ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
@@ -247,15 +249,12 @@ def tokenizer_json(enc: Any) -> str:
     return tok.to_str()
 
 
-def export_tokenizer(encoding: dict | Any, out_dir: Path | str, model_max_length: int | None = None) -> Path:
+def export_tokenizer(encoding: TokenizerSpec | Any, out_dir: Path | str, model_max_length: int | None = None) -> Path:
     """Write ``tokenizer.json`` + ``tokenizer_config.json`` for a mixlab encoding spec or a tiktoken ``Encoding``
     (module contract); returns ``out_dir``."""
     from mixlab.tokenizer import EOT
 
-    if isinstance(encoding, dict):
-        from mixlab.shards import load_encoding
-
-        encoding = load_encoding(encoding)
+    encoding = resolve_encoding(encoding)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tokenizer.json").write_text(tokenizer_json(encoding))
@@ -283,12 +282,10 @@ def export_hf(
     model_config: ModelConfig | dict | None = None,
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
-    encoding_spec: dict | None = None,
+    encoding_spec: TokenizerSpec | None = None,
 ) -> Path:
     """Write a ``LlamaForCausalLM`` folder for ``checkpoint`` (module contract); returns ``out_dir``. With
     ``encoding_spec`` the tokenizer is exported too and bos/eos ids default to its end-of-text token."""
-    from mixlab.eval.lm import load_checkpoint_and_config, resolve_checkpoint
-
     if dtype not in _DTYPE_NAMES:
         raise ValueError(f"dtype {dtype} not supported; use one of {list(_DTYPE_NAMES)}")
     ckpt, cfg = load_checkpoint_and_config(checkpoint, model_config)
@@ -296,9 +293,7 @@ def export_hf(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if encoding_spec is not None:
-        from mixlab.shards import load_encoding
-
-        enc = load_encoding(encoding_spec)
+        enc = resolve_encoding(encoding_spec)
         if enc.n_vocab > cfg.vocab_size:
             raise ValueError(f"tokenizer has {enc.n_vocab} ids but the model only {cfg.vocab_size}")
         export_tokenizer(enc, out, model_max_length=cfg.seq_len)

@@ -1,4 +1,4 @@
-"""Real commits in CommitPack's row shape, from Debian quilt patch series (used by build_sample).
+"""Real commits in CommitPack's row shape, from Debian quilt patch series (used by :mod:`mixlab.builders.sample`).
 
 Each patch of a series is one change: its header (git ``format-patch`` mail, ``git log`` text, DEP-3
 ``Description:``/``Subject:`` fields, ``# DP:`` lines or free text) gives ``subject`` and ``message``; the

@@ -1,4 +1,4 @@
-"""Held-out loss per source.
+"""Held-out loss per source (used by the trainer after each phase, and by anyone scoring a model on sequences).
 
 Contract:
 - ``heldout_loss(model, sequences, batch_size)``: ``sequences`` maps a source name to an int64 tensor [n, L+1]

@@ -1,4 +1,4 @@
-"""Pure text converters used by :mod:`mixlab.sample.build_sample` (no I/O, no third-party imports).
+"""Pure text converters used by :mod:`mixlab.builders.sample` (no I/O, no third-party imports).
 
 - :func:`rst_blocks` parses Sphinx reStructuredText into blocks (heading, paragraph, code, list);
   :func:`blocks_to_text` renders them as the plain text a web-page extractor would produce (code blocks kept,

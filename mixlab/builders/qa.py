@@ -1,4 +1,4 @@
-"""Real questions with answers (the Python FAQ) as StackExchange posts (used by build_sample).
+"""Real questions with answers (the Python FAQ) as StackExchange posts (used by :mod:`mixlab.builders.sample`).
 
 Each FAQ section is a question (its heading is the title and the body) with its answer text; an answer
 with several paragraphs is split at paragraph boundaries into 1-3 answers (count chosen from a hash of the
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from xml.sax.saxutils import escape
 
-from mixlab.sample._convert import Block, blocks_to_html, blocks_to_text, faq_sections, rst_blocks
+from mixlab.builders.convert import Block, blocks_to_html, blocks_to_text, faq_sections, rst_blocks
 
 ATTR_ENTITIES = {'"': "&quot;", "\n": "&#xA;", "\r": "&#xD;"}
 EPOCH = datetime(2012, 3, 1, 9, 30, 0)

@@ -1,6 +1,6 @@
 """Build mixlab's embedded sample corpus from real material fetched from package registries.
 
-Run ``python -m mixlab.sample.build_sample --out mixlab/sample/data`` (needs apt-get with Debian 12 sources,
+Run ``python -m mixlab.builders.sample --out mixlab/sample/data`` (needs apt-get with Debian 12 sources,
 after ``apt-get update``, dpkg, pip, npm, tar, patch and access to the Debian, PyPI and npm registries; CI
 does not run it). It produces:
 
@@ -14,9 +14,10 @@ does not run it). It produces:
 - ``commits/commits.jsonl.zst``: CommitPack rows from Debian quilt patch series (glibc, rustc).
 - ``stackexchange/Posts.xml``: a StackExchange data-dump ``Posts.xml`` of the Python FAQ.
 
-Inputs are pinned package versions (see :data:`DEBIAN`, :data:`PYPI`, :data:`NPM` and ``SOURCES.md``); every
-choice among them is a seeded draw over sorted file lists, so a rebuild gives the same corpus. Downloads go
-to ``--build-dir`` (default ``/tmp/mixlab-sample-build``), removed at the end unless ``--keep-build``.
+Inputs are pinned package files (version and SHA-256: :mod:`mixlab.builders.pins`, and ``SOURCES.md``); every
+choice among them is a seeded draw over sorted file lists, so a rebuild gives the same corpus. Downloads are
+cached by :mod:`mixlab.builders.fetch`; they are unpacked into ``--build-dir`` (default
+``/tmp/mixlab-sample-build``), removed at the end unless ``--keep-build``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ import json
 import random
 import re
 import shutil
-import subprocess
 import sys
-import tarfile
 import xml.etree.ElementTree as ET
 import zipfile
 from collections import defaultdict
@@ -40,10 +39,9 @@ from typing import Any
 
 import zstandard
 
-from mixlab.curate.config import REDPAJAMA_SETS
-from mixlab.sample import _stack
-from mixlab.sample._commits import PatchSeries, series_commits
-from mixlab.sample._convert import (
+from mixlab.builders import pins, stack
+from mixlab.builders.commits import PatchSeries, series_commits
+from mixlab.builders.convert import (
     blocks_to_text,
     html_to_text,
     rst_blocks,
@@ -51,44 +49,15 @@ from mixlab.sample._convert import (
     truncate_text,
     wikitext_to_text,
 )
-from mixlab.sample._qa import faq_threads, posts_xml, thread_text
+from mixlab.builders.fetch import extract_tar, extract_zip, fetch, unpack_deb
+from mixlab.builders.qa import faq_threads, posts_xml, thread_text
+from mixlab.recipe.sources import REDPAJAMA_SETS
+from mixlab.sample import DATA
 
 SEED = 2408_10914  # the paper's arXiv id
 DEFAULT_BUILD = Path("/tmp/mixlab-sample-build")
 
-DEBIAN: dict[str, str] = {  # Debian 12 (bookworm) binary packages, name -> version
-    "python3.11-doc": "3.11.2-6+deb12u9",
-    "dict-devil": "1.0-13.1",
-    "debian-reference-en": "2.100",
-    "debian-faq": "11.1",
-    "nodejs-doc": "18.20.4+dfsg-1~deb12u3",
-    "golang-1.19-src": "1.19.8-2",
-    "rust-src": "1.63.0+dfsg1-2",
-    "openjdk-17-source": "17.0.21.1+2-1~deb12u1",
-    "libruby3.1": "3.1.7-1~deb12u2",
-    "glibc-source": "2.36-9+deb12u14",
-    "php-league-commonmark": "2.3.9-1+deb12u1",
-    "lua-penlight": "1.13.1-3",
-    "postgresql-15": "15.20-0+deb12u1",
-    "googletest": "1.12.1-0.2",
-    "tcllib": "1.21+dfsg-1",
-    "swi-prolog-core": "9.0.4+dfsg-2",
-    "erlang-src": "1:25.2.3+dfsg-1+deb12u4",
-    "gnat-12": "12.2.0-14+deb12u1",
-    "libjs-sphinxdoc": "5.3.0-4",
-    "python-statsmodels-doc": "0.13.5+dfsg-7",
-    "python-nbsphinx-doc": "0.8.11+ds-1",
-    "r-cran-zoo": "1.8-11-1",
-    "r-cran-sandwich": "3.0-2-1",
-    "r-cran-strucchange": "1.5-3-1",
-    "r-cran-party": "1.3-11-1",
-    "r-cran-lmtest": "0.9.40-1",
-    "r-cran-coin": "1.4-2-1+b1",
-    "r-cran-vcd": "1:1.4-11-1",
-}
-PYPI: dict[str, str] = {"pygments": "2.18.0", "click": "8.1.7"}  # sdists
-GENSIM = "4.3.3"  # wheel (for its test data)
-NPM: dict[str, str] = {"bootstrap": "5.3.3", "rxjs": "7.8.1"}
+GENSIM = pins.GENSIM.version
 GENSIM_DATA = "gensim/test/test_data/"
 ENWIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 PYDOC = "deb/python3.11-doc/usr/share/doc/python3.11/html"
@@ -106,19 +75,9 @@ class FamilyReport:
     bytes: int
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-
-
-def gensim_wheel(folder: Path) -> Path:
-    """The gensim wheel (for its test data: an enwiki sample and the Lee news corpus), downloaded once."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if not list(folder.glob(f"gensim-{GENSIM}-*.whl")):
-        _run(["pip", "download", "--no-deps", "--only-binary", ":all:", f"gensim=={GENSIM}", "--python-version",
-              "3.11", "--platform", "manylinux_2_17_x86_64", "-d", "."], cwd=folder)
-    return next(folder.glob(f"gensim-{GENSIM}-*.whl"))
+def gensim_wheel() -> Path:
+    """The gensim wheel (for its test data: an enwiki sample and the Lee news corpus), fetched once."""
+    return fetch(pins.GENSIM)
 
 
 def _files_bytes(paths: list[Path]) -> int:
@@ -140,41 +99,16 @@ def _jsonl(records: list[dict[str, Any]]) -> bytes:
 
 
 def fetch_inputs(build: Path) -> None:
-    """Download and unpack every input under ``build`` (skips what is already there)."""
-    for sub in ("debs", "deb", "pypi", "npm", "src"):
-        (build / sub).mkdir(parents=True, exist_ok=True)
-    for name, version in sorted(DEBIAN.items()):
-        debs = sorted((build / "debs").glob(f"{name}_*.deb"))
-        if not debs:
-            _run(["apt-get", "download", f"{name}={version}"], cwd=build / "debs")
-            debs = sorted((build / "debs").glob(f"{name}_*.deb"))
-        target = build / "deb" / name
-        if not target.exists():
-            _run(["dpkg", "-x", str(debs[0]), str(target)])
-    for name, version in sorted(PYPI.items()):
-        if not list((build / "pypi").glob(f"{name}-{version}.tar.gz")):
-            _run(
-                ["pip", "download", "--no-deps", "--no-binary", ":all:", f"{name}=={version}", "-d", "."],
-                cwd=build / "pypi",
-            )
-        if not (build / "src" / f"{name}-{version}").exists():
-            with tarfile.open(build / "pypi" / f"{name}-{version}.tar.gz") as tf:
-                tf.extractall(build / "src", filter="data")
-    gensim_wheel(build / "pypi")
-    if not (build / "src" / "gensim").exists():
-        with zipfile.ZipFile(gensim_wheel(build / "pypi")) as zf:
-            for member in (GENSIM_DATA + ENWIKI, GENSIM_DATA + "lee_background.cor"):
-                zf.extract(member, build / "src" / "gensim")
-    for name, version in sorted(NPM.items()):
-        tgz = build / "npm" / f"{name}-{version}.tgz"
-        if not tgz.exists():
-            _run(["npm", "pack", f"{name}@{version}"], cwd=build / "npm")
-        if not (build / "src" / "npm" / f"{name}-{version}").exists():
-            with tarfile.open(tgz) as tf:
-                tf.extractall(build / "src" / "npm" / f"{name}-{version}", filter="data")
-    if not (build / "src" / "glibc-2.36").exists():
-        with tarfile.open(build / "deb/glibc-source/usr/src/glibc/glibc-2.36.tar.xz") as tf:
-            tf.extractall(build / "src", filter="data")
+    """Fetch (hash-checked, cached: :mod:`mixlab.builders.fetch`) and unpack every input under ``build``."""
+    for name, pkg in sorted(pins.DEBIAN.items()):
+        unpack_deb(fetch(pkg), build / "deb" / name)
+    for pkg in (pins.CLICK, pins.PYGMENTS):
+        extract_tar(fetch(pkg), build / "src", marker=build / "src" / f"{pkg.name}-{pkg.version}")
+    extract_zip(gensim_wheel(), build / "src" / "gensim", (GENSIM_DATA + ENWIKI, GENSIM_DATA + "lee_background.cor"))
+    for pkg in (pins.BOOTSTRAP, pins.RXJS):
+        extract_tar(fetch(pkg), build / "src" / "npm" / f"{pkg.name}-{pkg.version}")
+    glibc = build / "deb/glibc-source/usr/src/glibc/glibc-2.36.tar.xz"
+    extract_tar(glibc, build / "src", marker=build / "src" / "glibc-2.36")
     jdk = build / "src" / "openjdk-17"
     if not jdk.exists():
         with zipfile.ZipFile(build / "deb/openjdk-17-source/usr/lib/jvm/openjdk-17/lib/src.zip") as zf:
@@ -319,8 +253,8 @@ def build_slimpajama(build: Path, out: Path) -> FamilyReport:
 def _write_stack(rows_by_lang: dict[str, list[dict[str, Any]]], out: Path) -> list[Path]:
     paths = []
     for lang in sorted(rows_by_lang):
-        path = out / "stack/data" / _stack.stack_folder(lang) / "train-00000-of-00001.parquet"
-        _stack.write_stack_parquet(rows_by_lang[lang], path)
+        path = out / "stack/data" / stack.stack_folder(lang) / "train-00000-of-00001.parquet"
+        stack.write_stack_parquet(rows_by_lang[lang], path)
         paths.append(path)
     return paths
 
@@ -328,23 +262,23 @@ def _write_stack(rows_by_lang: dict[str, list[dict[str, Any]]], out: Path) -> li
 def build_stack_code(build: Path, out: Path) -> FamilyReport:
     """The Stack parquet files of the code languages."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for src in _stack.CODE_SOURCES:
-        rows[src.lang] += _stack.select_rows(build, src, SEED, _stack.UPSTREAM_PATHS.get(src.root))
-    ex = build / _stack.PYGMENTS / "tests/examplefiles"
-    for folder, lang in sorted(_stack.PYGMENTS_EXAMPLES.items()):
+    for src in stack.CODE_SOURCES:
+        rows[src.lang] += stack.select_rows(build, src, SEED, stack.UPSTREAM_PATHS.get(src.root))
+    ex = build / stack.PYGMENTS / "tests/examplefiles"
+    for folder, lang in sorted(stack.PYGMENTS_EXAMPLES.items()):
         root = (ex / folder).relative_to(build).as_posix()
-        src = _stack.CodeSource(
+        src = stack.CodeSource(
             lang,
             root,
             ("*",),
             "pygments/pygments",
-            _stack.BSD2,
+            stack.BSD2,
             5,
             max_bytes=200_000,
             upstream=f"tests/examplefiles/{folder}/",
             skip_suffixes=(".output",),
         )
-        rows[lang] += _stack.select_rows(build, src, SEED)
+        rows[lang] += stack.select_rows(build, src, SEED)
     paths = _write_stack(rows, out)
     return FamilyReport("stack (code)", len(paths), sum(map(len, rows.values())), _files_bytes(paths))
 
@@ -352,8 +286,8 @@ def build_stack_code(build: Path, out: Path) -> FamilyReport:
 def build_markup(build: Path, out: Path) -> FamilyReport:
     """The Stack parquet files of the markup subset (HTML, CSS, Markdown)."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for src in _stack.MARKUP_SOURCES:
-        rows[src.lang] += _stack.select_rows(build, src, SEED)
+    for src in stack.MARKUP_SOURCES:
+        rows[src.lang] += stack.select_rows(build, src, SEED)
     paths = _write_stack(rows, out)
     return FamilyReport("stack (markup)", len(paths), sum(map(len, rows.values())), _files_bytes(paths))
 
@@ -455,7 +389,7 @@ FAMILIES = {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "data", help="output folder")
+    ap.add_argument("--out", type=Path, default=DATA, help="output folder")
     ap.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD, help="download/unpack folder")
     ap.add_argument(
         "--keep-build", action="store_true", help="keep the build folder (reused by the next run)"

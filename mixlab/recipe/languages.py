@@ -1,4 +1,4 @@
-"""Language lists of the code and markup subsets (pure data; imports nothing).
+"""Language lists of the code and markup subsets (pure data; imports nothing): defaults of the source options.
 
 The paper (Aryabumi et al. 2024, "To Code, or Not To Code?", Sec. 2) builds its web code data from The Stack,
 the dataset StarCoder was trained on, applies quality filters and keeps "the top 25 languages"; markup-style

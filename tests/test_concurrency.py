@@ -1,0 +1,34 @@
+"""Two mixlab runs on one workspace at the same time wait for or reuse each other's work and never corrupt it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mixlab.pack.dataset import open_phase
+from mixlab.shards import TokenShard
+from tests.test_integrity import RECIPE
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_on_one_workspace(tmp_path: Path) -> None:
+    """Two `mixlab pack` processes started together on an empty workspace both succeed; every output is
+    built once (one folder per key, no temporary leftovers) and passes its digest checks."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    cmd = [sys.executable, "-m", "mixlab.cli", "pack", str(recipe), "--workdir", str(tmp_path / "w"), "-q"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+    work = tmp_path / "w"
+    assert len(list((work / "packed").iterdir())) == 1
+    assert sorted(p.name.split("-")[0] for p in (work / "tokens").iterdir()) == ["code", "text"]
+    assert not [p for p in work.rglob(".*tmp-*")]
+    for shard in (work / "tokens").iterdir():
+        assert TokenShard(shard).problems() == []
+    open_phase(next((work / "packed").iterdir()), verify=True)
