@@ -231,6 +231,8 @@ def main() -> int:
             except Exception as exc:  # one failing run must not hide the others' numbers
                 add(label, None, f"error: {type(exc).__name__}: {str(exc)[:300]}")
         if cuda and not args.no_trainer:
+            os.environ["MIXLAB_KERNELS"] = "auto"  # what a user's run gets: the fused kernels on CUDA
+            torch._dynamo.reset()
             try:
                 tps, _ = bench_train_phase("124m", 1024, batch, micro, 50304, steps, True)
                 add(f"train_phase 124m (compile), {batch}x1024, V=50304",

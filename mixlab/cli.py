@@ -135,19 +135,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _encoding_spec(tokenizer: str) -> dict[str, str]:
-    if tokenizer in ("cl100k_base", "o200k_base"):
-        return {"kind": "tiktoken", "name": tokenizer}
-    if not Path(tokenizer).exists():
-        raise SystemExit(f"--tokenizer {tokenizer!r}: give cl100k_base, o200k_base or a .tiktoken ranks file "
-                         f"(a trained BPE is at <workdir>/tokenizer/<key>/tokenizer.tiktoken)")
-    return {"kind": "bpe", "path": str(tokenizer)}
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from mixlab.eval.run import evaluate_checkpoint
 
-    out = evaluate_checkpoint(Path(args.checkpoint), _encoding_spec(args.tokenizer), args.suite, args.limit,
+    out = evaluate_checkpoint(Path(args.checkpoint), args.tokenizer, args.suite, args.limit,
                               out_dir=args.out)
     for name, task in out.get("tasks", {}).items():
         score = task.get("score", task.get("primary"))
@@ -159,8 +150,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export_hf(args: argparse.Namespace) -> int:
     from mixlab.hf_export import export_hf
 
-    spec = _encoding_spec(args.tokenizer) if args.tokenizer else None
-    print(export_hf(Path(args.checkpoint), Path(args.out), encoding_spec=spec))
+    print(export_hf(Path(args.checkpoint), Path(args.out), encoding_spec=args.tokenizer))
     return 0
 
 
@@ -218,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="score a checkpoint on the task suite (NL reasoning, world knowledge, code)")
     ev.add_argument("checkpoint", help="a trained phase folder (uses its final.pt) or a .pt file")
-    ev.add_argument("--tokenizer", required=True, help="cl100k_base | o200k_base | path to a .tiktoken ranks file")
+    ev.add_argument("--tokenizer", help="default: the one the checkpoint was trained with (found in its workspace); "
+                    "cl100k_base | o200k_base | a .tiktoken rank file, refused unless it is that same tokenizer")
     ev.add_argument("--suite", default="default", choices=["default", "full", "smoke"], help="task suite")
     ev.add_argument("--limit", type=int, help="at most this many items per task")
     ev.add_argument("--out", help="folder for eval.json and samples.jsonl")
@@ -227,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     hf = sub.add_parser("export-hf", help="write a checkpoint as a Hugging Face LlamaForCausalLM folder")
     hf.add_argument("checkpoint", help="a trained phase folder or a .pt file")
     hf.add_argument("out", help="output folder (config.json + model.safetensors)")
-    hf.add_argument("--tokenizer", help="also write tokenizer.json: cl100k_base | o200k_base | .tiktoken ranks file")
+    hf.add_argument("--tokenizer", help="tokenizer.json is written from the checkpoint's own tokenizer; give one "
+                    "(cl100k_base | o200k_base | .tiktoken file) only for checkpoints that record none")
     hf.set_defaults(func=cmd_export_hf)
 
     st = sub.add_parser("study", help="run a grid of recipes in one workspace and compare them to a baseline",

@@ -65,7 +65,7 @@ from typing import Any
 
 import torch
 
-from mixlab.eval.encoding import TokenizerSpec, resolve_encoding
+from mixlab.eval.encoding import TokenizerSpec, checkpoint_tokenizer, resolve_encoding
 from mixlab.train.checkpoint import load_checkpoint_and_config, resolve_checkpoint
 from mixlab.train.model import ModelConfig
 
@@ -285,15 +285,20 @@ def export_hf(
     encoding_spec: TokenizerSpec | None = None,
 ) -> Path:
     """Write a ``LlamaForCausalLM`` folder for ``checkpoint`` (module contract); returns ``out_dir``. With
-    ``encoding_spec`` the tokenizer is exported too and bos/eos ids default to its end-of-text token."""
+    the tokenizer the checkpoint recorded (or ``encoding_spec``, which must match it) the tokenizer is exported too
+    and bos/eos ids default to its end-of-text token."""
     if dtype not in _DTYPE_NAMES:
         raise ValueError(f"dtype {dtype} not supported; use one of {list(_DTYPE_NAMES)}")
     ckpt, cfg = load_checkpoint_and_config(checkpoint, model_config)
     tensors, sources = hf_state_dict(ckpt["model"], cfg, vocab_size, dtype)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    enc = None
     if encoding_spec is not None:
-        enc = resolve_encoding(encoding_spec)
+        enc = resolve_encoding(encoding_spec, checkpoint=checkpoint)
+    elif checkpoint_tokenizer(checkpoint) is not None:  # the tokenizer the model was trained with
+        enc = resolve_encoding(None, checkpoint=checkpoint)
+    if enc is not None:
         if enc.n_vocab > cfg.vocab_size:
             raise ValueError(f"tokenizer has {enc.n_vocab} ids but the model only {cfg.vocab_size}")
         export_tokenizer(enc, out, model_max_length=cfg.seq_len)

@@ -372,17 +372,20 @@ def train(state: RunState, progress: bool = True) -> None:
 
 def evaluate(state: RunState, suite: str = "default") -> None:
     """Task suite (the paper's three categories) on the last phase's final checkpoint, cached beside it."""
-    from mixlab.eval.run import evaluate_checkpoint
 
     last = list(state.trained)[-1]
     out = state.trained[last] / f"eval-{suite}"
+    with state.ws.lock("eval", state.trained[last].name, suite):
+        _evaluate_once(state, last, out, suite)
+    state.results["evaluation"] = json.loads((out / "eval.json").read_text())
+
+
+def _evaluate_once(state: RunState, last: str, out: Path, suite: str) -> None:
+    from mixlab.eval.run import evaluate_checkpoint
+
     if not (out / "eval.json").exists():
         log.info("evaluate %s on suite %s", last, suite)
-        ref = encoding_ref(state)  # TODO(lead): eval reads TokenizerInfo from the checkpoint
-        spec = ({"kind": "bpe", "path": ref.rank_file, "name": ref.info.name} if ref.rank_file
-                else {"kind": "tiktoken", "name": ref.info.name})
-        evaluate_checkpoint(state.trained[last], spec, suite, out_dir=out)
-    state.results["evaluation"] = json.loads((out / "eval.json").read_text())
+        evaluate_checkpoint(state.trained[last], None, suite, out_dir=out)  # its tokenizer: from the checkpoint
 
 
 def run(recipe: Recipe, workdir: Path, *, until: str = "eval", progress: bool = True, workers: int = 1) -> RunState:

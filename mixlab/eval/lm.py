@@ -37,7 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mixlab.eval.encoding import TokenizerSpec, resolve_encoding
+from mixlab.eval.encoding import resolve_encoding
 from mixlab.eval.records import BaseLM, truncate_at_stop
 from mixlab.tokenizer import encode_document
 from mixlab.train.checkpoint import load_model
@@ -60,12 +60,12 @@ class MixlabLM(BaseLM):
         self.seq_len = model.cfg.seq_len
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, encoding_spec: TokenizerSpec, *, device: str = "cpu",
+    def from_checkpoint(cls, path: Path | str, encoding_spec: Any = None, *, device: str = "cpu",
                         batch_size: int = 16, model_config: ModelConfig | dict | None = None) -> MixlabLM:
-        """Load ``path`` (see :func:`mixlab.train.checkpoint.load_model`) and the tokenizer of ``encoding_spec``
-        (see :func:`mixlab.eval.encoding.resolve_encoding`)."""
+        """Load ``path`` (see :func:`mixlab.train.checkpoint.load_model`) and its tokenizer: the one the checkpoint
+        recorded, or ``encoding_spec`` checked against it (see :func:`mixlab.eval.encoding.resolve_encoding`)."""
         model, _ = load_model(path, device, model_config)
-        return cls(model, resolve_encoding(encoding_spec), device=device, batch_size=batch_size)
+        return cls(model, resolve_encoding(encoding_spec, checkpoint=path), device=device, batch_size=batch_size)
 
     def encode(self, text: str) -> list[int]:
         return encode_document(self.enc, text) if text else []

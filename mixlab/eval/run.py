@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 
-from mixlab.eval.encoding import TokenizerSpec
 from mixlab.eval.formats import HUMANEVAL_STOP
 from mixlab.eval.loaders import humaneval, load_evals_mc, load_task, shipped_qa_wikidata, shipped_quartz
 from mixlab.eval.records import Task
@@ -105,7 +104,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 def evaluate_checkpoint(
     checkpoint: Path | str,
-    encoding_spec: TokenizerSpec,
+    encoding_spec: Any = None,
     suite: str | TaskSuite = "default",
     limit: int | None = None,
     *,

@@ -63,7 +63,9 @@ def _rms_norm_backward(
 
 
 @_rms_norm_backward.register_fake
-def _(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _(
+    dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     return x.new_empty(x.shape), weight.new_empty(weight.shape)
 
 
@@ -149,7 +151,9 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 
 def _check_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
-    torch._check(x.dim() == 4, lambda: f"apply_rotary expects x of shape [batch, seq, heads, head_dim], got {tuple(x.shape)}")
+    torch._check(
+        x.dim() == 4, lambda: f"apply_rotary expects x of shape [batch, seq, heads, head_dim], got {tuple(x.shape)}"
+    )
     seq, head_dim = x.shape[1], x.shape[3]
     torch._check(head_dim % 2 == 0, lambda: f"head_dim must be even, got {head_dim}")
     torch._check(
@@ -159,7 +163,9 @@ def _check_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None
 
 
 @custom_op("mixlab::apply_rotary", mutates_args=())
-def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+def _apply_rotary(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inverse: bool = False
+) -> torch.Tensor:
     from mixlab.kernels import fused_rotary
 
     return fused_rotary.rotary_launch(x, cos, sin, backward=inverse)
@@ -208,7 +214,9 @@ def _linear_cross_entropy(
     loss, grad_h, grad_w = fused_linear_ce.linear_cross_entropy_fwd(
         hidden, weight, targets, ignore_index, chunk_rows, need_grad_hidden, need_grad_weight
     )
-    return loss, (hidden.new_empty(0) if grad_h is None else grad_h), (weight.new_empty(0) if grad_w is None else grad_w)
+    grad_h = hidden.new_empty(0) if grad_h is None else grad_h  # an op returns tensors, never None
+    grad_w = weight.new_empty(0) if grad_w is None else grad_w
+    return loss, grad_h, grad_w
 
 
 @_linear_cross_entropy.register_fake
@@ -226,7 +234,8 @@ def _(
         lambda: f"hidden [..., {hidden.shape[-1]}] does not match weight {tuple(weight.shape)}",
     )
     torch._check(
-        hidden.dtype == weight.dtype, lambda: f"hidden ({hidden.dtype}) and weight ({weight.dtype}) must share a dtype"
+        hidden.dtype == weight.dtype,
+        lambda: f"hidden ({hidden.dtype}) and weight ({weight.dtype}) must share a dtype",
     )
     torch._check(
         targets.numel() == hidden.shape[:-1].numel(),
@@ -247,12 +256,16 @@ def _linear_cross_entropy_backward(
 
 
 @_linear_cross_entropy_backward.register_fake
-def _(grad_loss: torch.Tensor, grad_hidden: torch.Tensor, grad_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _(
+    grad_loss: torch.Tensor, grad_hidden: torch.Tensor, grad_weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     return grad_hidden.new_empty(grad_hidden.shape), grad_weight.new_empty(grad_weight.shape)
 
 
 @custom_op("mixlab::linear_cross_entropy_backward_", mutates_args=("grad_hidden", "grad_weight"))
-def _linear_cross_entropy_backward_(grad_loss: torch.Tensor, grad_hidden: torch.Tensor, grad_weight: torch.Tensor) -> None:
+def _linear_cross_entropy_backward_(
+    grad_loss: torch.Tensor, grad_hidden: torch.Tensor, grad_weight: torch.Tensor
+) -> None:
     """In place: both gradients times the incoming 0-dim gradient of the loss."""
     grad_hidden.mul_(grad_loss.to(grad_hidden.dtype))
     grad_weight.mul_(grad_loss.to(grad_weight.dtype))
@@ -272,7 +285,9 @@ def _lce_setup(ctx, inputs: tuple, output: tuple) -> None:
     ctx.consumed = False
 
 
-def _lce_bwd_formula(ctx, grad_loss: torch.Tensor | None, _dgh: torch.Tensor | None, _dgw: torch.Tensor | None):
+def _lce_bwd_formula(
+    ctx, grad_loss: torch.Tensor | None, _dgh: torch.Tensor | None, _dgw: torch.Tensor | None
+):
     if ctx.consumed:
         raise RuntimeError(
             "fused linear_cross_entropy: backward ran twice; its gradients are computed in the forward "

@@ -1,12 +1,17 @@
 """One ledger per source: which tokens a phase takes, with reshuffled epochs and a repetition cap.
 
 A source's training stream is epoch 0, epoch 1, ... where epoch e is every training document of the source
-(each already ending in EOS) concatenated in the order ``epoch_order(seed, source, e)``. A position in the
-ledger is a global token offset into that stream. A phase that needs n sequences of L+1 tokens starting at
+(each already ending in EOS) in the two-level order of :mod:`mixlab.pack.blockorder` (blocks permuted, then the
+documents of each block; a source of one block is simply its documents permuted by ``epoch_order``). A position
+in the ledger is a global token offset into that stream. A phase that needs n sequences of L+1 tokens starting at
 position p takes the windows ``[p + i*L, p + i*L + L + 1)`` (consecutive windows share one token: each
 sequence's last target is the next one's first input) and ends at ``p + n*L``. The next phase starts there, so
 it sees unseen documents first. Taking past ``max_repeat`` epochs raises :class:`MixtureError` naming the
 source, what the phase needs and what is available.
+
+``take`` and ``epoch_stream`` materialize what they return (tests, small sources); the sharded writer reads
+only each shard's slice of the ledger (:func:`mixlab.pack.source.read_ledger`). ``locate`` maps a ledger
+position back to its document through the same block order (provenance).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import numpy as np
 import xxhash
 
 from mixlab.errors import MixlabError
+from mixlab.pack.blockorder import block_pieces, doc_order, ledger_spans, windows
+from mixlab.pack.source import TokenSource, layout_of, read_ledger
 
 
 class MixtureError(MixlabError, ValueError):
@@ -24,14 +31,14 @@ class MixtureError(MixlabError, ValueError):
 
 
 def epoch_order(num_docs: int, seed: int, source: str, epoch: int) -> np.ndarray:
-    """Deterministic permutation of a source's documents for one epoch (fresh each epoch)."""
-    key = xxhash.xxh64_intdigest(source.encode(), seed=seed & 0xFFFFFFFFFFFFFFFF)
-    return np.random.default_rng([key, epoch]).permutation(num_docs)
+    """Document order of one epoch of a one-block source (fresh each epoch): block 0's ``doc_order``."""
+    return doc_order(num_docs, seed, source, epoch, 0)
 
 
 @dataclass(frozen=True)
 class SourceTokens:
-    """A source's training tokens: flat array plus cumulative document ends (``doc_ends[-1] == len(tokens)``)."""
+    """A source's training tokens as flat arrays (one block): ``doc_ends`` cumulative, ``doc_ends[-1] ==
+    len(tokens)``. Implements :class:`~mixlab.pack.source.TokenSource`."""
 
     name: str
     tokens: np.ndarray
@@ -41,13 +48,21 @@ class SourceTokens:
     def num_tokens(self) -> int:
         return int(self.doc_ends[-1]) if len(self.doc_ends) else 0
 
+    @property
+    def digest(self) -> str:
+        return xxhash.xxh64(np.ascontiguousarray(self.tokens)).hexdigest()
+
+    def train_block_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([len(self.doc_ends)], dtype=np.int64), np.array([self.num_tokens], dtype=np.int64)
+
+    def train_block(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i != 0:
+            raise IndexError(f"source {self.name!r} has one block, asked for block {i}")
+        return self.tokens, np.diff(np.asarray(self.doc_ends, dtype=np.int64), prepend=0)
+
     def epoch_stream(self, seed: int, epoch: int) -> np.ndarray:
         """All tokens of one epoch in that epoch's document order (vectorized gather)."""
-        order = epoch_order(len(self.doc_ends), seed, self.name, epoch)
-        starts = np.concatenate([[0], self.doc_ends[:-1]])
-        lengths = (self.doc_ends - starts)[order]
-        shift = np.repeat(starts[order] - (np.cumsum(lengths) - lengths), lengths)
-        return self.tokens[np.arange(self.num_tokens, dtype=np.int64) + shift]
+        return read_ledger(self, layout_of(self), seed, epoch * self.num_tokens, (epoch + 1) * self.num_tokens)
 
 
 @dataclass(frozen=True)
@@ -60,43 +75,35 @@ class Take:
     epochs_touched: tuple[int, ...]
 
 
-def check_supply(src: SourceTokens, start: int, n: int, seq_len: int, max_repeat: float, phase: str) -> str | None:
+def _supply(src: TokenSource) -> int:
+    return int(np.asarray(src.train_block_counts()[1], dtype=np.int64).sum())
+
+
+def check_supply(src: TokenSource, start: int, n: int, seq_len: int, max_repeat: float, phase: str) -> str | None:
     """None when ``n`` windows fit under the repetition cap, else the reason (names source, need, supply)."""
-    total = src.num_tokens
-    need_last = start + n * seq_len + 1
-    if n == 0 or (total > 0 and need_last <= max_repeat * total):
-        return None
-    return (
-        f"source {src.name!r}: phase {phase!r} needs {n * seq_len:,} tokens ({n:,} sequences), reaching "
-        f"{need_last:,} tokens of its stream counting earlier phases, but max_repeat={max_repeat:g} allows "
-        f"{int(max_repeat * total):,} ({total:,} tokens of training data). Lower its weight or the phase "
-        f"budget, raise max_repeat, or add data to the source."
-    )
+    from mixlab.pack.plan import supply_problem
+
+    return supply_problem(src.name, _supply(src), start, n, seq_len, max_repeat, phase)
 
 
 def take(
-    src: SourceTokens, start: int, n: int, seq_len: int, seed: int, max_repeat: float, phase: str = "?"
+    src: TokenSource, start: int, n: int, seq_len: int, seed: int, max_repeat: float, phase: str = "?"
 ) -> Take:
     """Take ``n`` windows of ``seq_len + 1`` tokens from ``src`` starting at ledger position ``start``."""
     problem = check_supply(src, start, n, seq_len, max_repeat, phase)
     if problem:
         raise MixtureError(problem)
-    total = src.num_tokens
+    total = _supply(src)
     end = start + n * seq_len
-    need_last = end + 1  # the final window reads one token past `end`
     if n == 0:
-        return Take(np.zeros((0, seq_len + 1), dtype=src.tokens.dtype), start, start, ())
-    first, last = start // total, (need_last - 1) // total
-    stream = np.concatenate([src.epoch_stream(seed, e) for e in range(first, last + 1)])
-    base = start - first * total
-    idx = base + np.arange(n, dtype=np.int64)[:, None] * seq_len + np.arange(seq_len + 1, dtype=np.int64)
-    return Take(stream[idx], start, end, tuple(range(first, last + 1)))
+        return Take(np.zeros((0, seq_len + 1), dtype=src.train_block(0)[0].dtype), start, start, ())
+    stream = read_ledger(src, layout_of(src), seed, start, end + 1)
+    return Take(windows(stream, seq_len), start, end, tuple(range(start // total, end // total + 1)))
 
 
-def locate(src: SourceTokens, seed: int, position: int) -> tuple[int, int]:
-    """(epoch, document index in the source) of the token at ledger ``position``: provenance lookup."""
-    epoch, offset = divmod(position, src.num_tokens)
-    order = epoch_order(len(src.doc_ends), seed, src.name, epoch)
-    starts = np.concatenate([[0], src.doc_ends[:-1]])
-    ends_in_order = np.cumsum((src.doc_ends - starts)[order])
-    return epoch, int(order[np.searchsorted(ends_in_order, offset, side="right")])
+def locate(src: TokenSource, seed: int, position: int) -> tuple[int, int]:
+    """(epoch, global document index in the source's storage order) of the token at ledger ``position``."""
+    layout = layout_of(src)
+    (epoch, b, lo, hi), = ledger_spans(layout, seed, src.name, position, position + 1)
+    pieces = block_pieces(layout, src.train_block(b)[1], seed, src.name, epoch, b, lo, hi)
+    return epoch, int(pieces.doc[0])

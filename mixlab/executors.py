@@ -1,0 +1,117 @@
+"""Run a datatrove pipeline to completion on the local, Slurm or Ray executor.
+
+Contracts:
+- :func:`run_pipeline` builds the executor with :func:`mixlab.curate.pipeline.make_executor` and returns only
+  when every one of the ``tasks`` ranks is marked complete in ``<logging_dir>/completions/`` (datatrove's
+  markers, which also make a rerun with the same ``logging_dir`` and ``tasks`` skip finished ranks). The local
+  and Ray executors block in ``run()``; Slurm's only submits, so :func:`wait_for_tasks` polls the markers.
+  A run that ends with ranks missing raises :class:`PipelineIncomplete` (a :class:`~mixlab.errors.MixlabError`
+  naming the log folder to read).
+- :func:`wait_for_tasks` never waits without a bound: it raises as soon as none of the run's Slurm jobs
+  (:func:`queued_jobs`: those writing to ``<logging_dir>/slurm_logs``) is left in the queue while ranks are
+  missing (a failed task; the message carries the tail of the newest Slurm log), and after ``timeout_s``.
+- Submitting from inside a Slurm job is refused: datatrove's Slurm executor would act as a worker there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from mixlab.errors import MixlabError
+
+EXECUTORS = ("local", "slurm", "ray")
+
+
+class PipelineIncomplete(MixlabError):
+    """A datatrove run that ended (or timed out) with some tasks not complete."""
+
+
+def completed_ranks(logging_dir: str | Path) -> int:
+    """How many ranks datatrove has marked complete in ``logging_dir``."""
+    folder = Path(logging_dir, "completions")
+    return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
+
+
+def queued_jobs(logging_dir: str | Path) -> list[str]:
+    """``"<job id> <state>"`` of the queued/running jobs of the datatrove run in ``logging_dir`` (its tasks and
+    its stats-merge job: recognized by their output path ``<logging_dir>/slurm_logs/...``)."""
+    out = subprocess.run(
+        ["squeue", "-h", "--Format=JobID:30,State:20,StdOut:4096"], capture_output=True, text=True, timeout=30
+    )
+    if out.returncode != 0:
+        raise PipelineIncomplete(
+            f"squeue failed ({out.stderr.strip()}): is Slurm up? pipelines/engines/slurm.sh status"
+        )
+    logs = os.path.join(os.path.abspath(logging_dir), "slurm_logs") + os.sep
+    return [
+        " ".join(f[:2])
+        for f in (line.split() for line in out.stdout.splitlines())
+        if len(f) == 3 and f[2].startswith(logs)
+    ]
+
+
+def _log_tail(logging_dir: str | Path, lines: int = 5) -> str:
+    logs = sorted(Path(logging_dir, "slurm_logs").glob("*.out"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return "no Slurm log written"
+    tail = logs[-1].read_text(errors="replace").strip().splitlines()[-lines:]
+    return f"{logs[-1]}:\n" + "\n".join(tail)
+
+
+def wait_for_tasks(logging_dir: str | Path, tasks: int, timeout_s: float = 600, poll_s: float = 0.25) -> float:
+    """Block until ``tasks`` ranks are complete; returns the seconds waited. See the module contract."""
+    start = time.monotonic()
+    while True:
+        if completed_ranks(logging_dir) >= tasks:
+            return time.monotonic() - start
+        if not queued_jobs(logging_dir) and completed_ranks(logging_dir) < tasks:
+            raise PipelineIncomplete(
+                f"the Slurm jobs of {logging_dir} left the queue with {completed_ranks(logging_dir)}/{tasks} ranks "
+                f"complete; read the last log and re-run (finished ranks are skipped): {_log_tail(logging_dir)}"
+            )
+        if time.monotonic() - start > timeout_s:
+            raise PipelineIncomplete(
+                f"Slurm jobs of {logging_dir}: {completed_ranks(logging_dir)}/{tasks} ranks complete after "
+                f"{timeout_s:.0f}s; queued: {queued_jobs(logging_dir)} (`squeue` shows why jobs pend; re-run to "
+                "keep waiting, finished ranks are skipped)"
+            )
+        time.sleep(poll_s)
+
+
+def run_pipeline(
+    pipeline: list[Any],
+    *,
+    executor: str = "local",
+    tasks: int = 1,
+    workers: int = 1,
+    logging_dir: str | Path,
+    job_name: str = "mixlab",
+    timeout_s: float = 24 * 3600,
+    **executor_kwargs: Any,
+) -> None:
+    """Run ``pipeline`` (datatrove steps) as ``tasks`` ranks on ``executor`` and wait until all are complete.
+
+    ``executor_kwargs`` go to the datatrove executor (Slurm: ``partition`` required, ``time``, ``cpus_per_task``,
+    ``mem_per_cpu_gb``, ``venv_path``...; Ray: ``cpus_per_task``, ``mem_per_cpu_gb``...)."""
+    from mixlab.curate.pipeline import make_executor
+
+    if executor not in EXECUTORS:
+        raise PipelineIncomplete(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "slurm" and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        raise PipelineIncomplete("refusing to submit Slurm jobs from inside a Slurm array task; run mixlab from a "
+                                 "login node (or use --executor local inside the job)")
+    logging_dir = str(logging_dir)
+    exe = make_executor(executor, pipeline, tasks, workers, logging_dir, job_name=job_name, **executor_kwargs)
+    exe.run()
+    if executor == "slurm":
+        wait_for_tasks(logging_dir, tasks, timeout_s=timeout_s)
+    done = completed_ranks(logging_dir)
+    if done < tasks:
+        raise PipelineIncomplete(
+            f"{job_name}: {done}/{tasks} tasks complete after the {executor} executor returned; read the task "
+            f"logs in {logging_dir}/logs and re-run (finished tasks are skipped)"
+        )
