@@ -12,11 +12,14 @@ then times, on the same files, in one process (one core):
   reader + language filter alone (the quality filter tokenizes every file: the heavy step).
 
 The pipelines run in-process (steps chained as datatrove's executors chain them, without the executor's
-per-task logging). Rates are input MB (the records' raw bytes, as the readers count ``bytes_in``) and documents
+per-task logging). Section ``dedup`` times whole curations through ``run_curation`` (local executor, 2 tasks, one
+worker: every stage runs in this process) with neither dedup nor decontamination, then adding decontamination,
+whole-source exact dedup (3 stages) and MinHash (6 stages); overhead = CPU time / the first variant's. Rates are input MB (the records' raw bytes, as the readers count ``bytes_in``) and documents
 per CPU second of this process (best of ``--repeat``; the machine's cores are shared, so wall time would count
 other jobs' time); wall seconds are printed too. Ratio = pipeline rate / bare rate (target >= 0.5).
 
-Run: ``python benchmarks/bench_curate.py [--factor 8] [--repeat 2] [--json OUT]`` (about a minute at factor 8).
+Run: ``python benchmarks/bench_curate.py [--factor 8] [--repeat 2] [--section all|filters|dedup] [--json OUT]``
+(about two minutes at factor 8).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson  # noqa: E402
 
 from mixlab.builders.scale import scale_sample  # noqa: E402
-from mixlab.curate.pipeline import build_pipeline  # noqa: E402
+from mixlab.curate.pipeline import build_pipeline, run_curation  # noqa: E402
 from mixlab.jsonl import MAX_LINE_BYTES, lines_of  # noqa: E402
 from mixlab.recipe.sources import OPTIONS_BY_KIND  # noqa: E402
 
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="build the scaled sample here and keep it")
+    ap.add_argument("--section", choices=("all", "filters", "dedup"), default="all")
     args = ap.parse_args(argv)
     try:
         from loguru import logger
@@ -132,8 +136,29 @@ def main(argv: list[str] | None = None) -> int:
 
             return go
 
+        def curation(kind: str, path: Path, **options: Any) -> Callable[[], tuple[int, int]]:
+            def go() -> tuple[int, int]:
+                shutil.rmtree(out, ignore_errors=True)
+                shutil.rmtree(f"{out}_logs", ignore_errors=True)
+                opts = OPTIONS_BY_KIND[kind](**options)
+                res = run_curation(opts, str(path), str(out), tasks=2, workers=1)
+                return res["docs_in"], res["bytes_in"]
+
+            return go
+
         sp, st = root / "slimpajama/train", root / "stack/data"
-        rows = {
+        variants = {
+            "no dedup, no decontam": {"dedup": "none", "decontaminate": False},
+            "+ decontaminate": {"dedup": "none"},
+            "+ decontam + exact": {"dedup": "exact"},
+            "+ decontam + minhash": {"dedup": "minhash"},
+        }
+        dedup_rows = {
+            f"{label} {name}": timed(curation(kind, path, **opts), args.repeat)
+            for label, kind, path in (("text", "slimpajama", sp), ("code", "stack", st))
+            for name, opts in variants.items()
+        } if args.section in ("all", "dedup") else {}
+        rows = {} if args.section == "dedup" else {
             "text bare (zstd + orjson)": timed(lambda: bare_jsonl(sp_files), args.repeat),
             "text reader + set filter": timed(pipeline("slimpajama", sp, False, 2), args.repeat),
             "text pipeline, no writer": timed(pipeline("slimpajama", sp, False), args.repeat),
@@ -143,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             "code pipeline, no writer": timed(pipeline("stack", st, False), args.repeat),
             "code pipeline + writer": timed(pipeline("stack", st, True), args.repeat),
         }
+        rows.update(dedup_rows)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -152,8 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'run':<28} {'docs':>7} {'MB':>7} {'cpu s':>7} {'wall s':>7} {'MB/s':>8} {'docs/s':>8} {'ratio':>6}"
     )
     for name, r in rows.items():
-        bare = rows["text bare (zstd + orjson)" if name.startswith("text") else "code bare (iter_batches)"]
-        r["ratio"] = r["mb_s"] / bare["mb_s"]
+        if name in dedup_rows:  # ratio: CPU time over the same kind's run without dedup and decontamination
+            r["ratio"] = r["cpu_s"] / rows[f"{name[:4]} no dedup, no decontam"]["cpu_s"]
+        else:
+            bare = rows["text bare (zstd + orjson)" if name.startswith("text") else "code bare (iter_batches)"]
+            r["ratio"] = r["mb_s"] / bare["mb_s"]
         print(
             f"{name:<28} {r['docs']:>7} {r['mb']:>7.1f} {r['cpu_s']:>7.2f} {r['wall_s']:>7.2f} "
             f"{r['mb_s']:>8.1f} {r['docs_s']:>8.0f} {r['ratio']:>6.2f}"

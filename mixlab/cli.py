@@ -54,7 +54,10 @@ def _run_until(args: argparse.Namespace, until: str) -> int:
 
     recipe = _recipe(args)
     start = time.time()
-    state = run(recipe, Path(args.workdir), until=until, progress=not args.quiet, workers=args.workers)
+    engine = {k: v for k, v in (("partition", args.partition), ("time", args.time),
+                                 ("cpus_per_task", args.cpus_per_task), ("mem_per_cpu_gb", args.mem_per_cpu_gb)) if v}
+    state = run(recipe, Path(args.workdir), until=until, progress=not args.quiet, workers=args.workers,
+                executor=args.executor, tasks=args.tasks, executor_options=engine)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
         return 0
     summary = summarize(state)
@@ -197,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field (repeatable)")
         s.add_argument("--workdir", default="mixlab-work", help="workspace for cached stage outputs (default: %(default)s)")
         s.add_argument("--workers", type=int, default=1, help="processes for curation and tokenization")
+        s.add_argument("--executor", choices=["local", "slurm", "ray"], default="local",
+                       help="datatrove executor of the data stages (default: %(default)s)")
+        s.add_argument("--tasks", type=int, default=None, help="datatrove tasks per source (tokenize: --workers)")
+        s.add_argument("--partition", help="Slurm partition (--executor slurm)")
+        s.add_argument("--time", help="Slurm time limit per task, e.g. 04:00:00")
+        s.add_argument("--cpus-per-task", type=int, help="CPUs per task (Slurm, Ray)")
+        s.add_argument("--mem-per-cpu-gb", type=float, help="memory per CPU in GB (Slurm, Ray)")
         s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         s.set_defaults(func=lambda a, u=until: _run_until(a, u))
 

@@ -2,6 +2,9 @@
 
 Contract: ``summarize(state)`` reads only files the stages wrote (curation stats, manifests, metrics.jsonl), so a
 report can be rebuilt from a workspace at any time; ``write_report(summary, out_dir)`` writes the three files.
+The accounting tables (curation per source, kept documents per language, tokens per phase and source, tokens
+per source over the run) are polars DataFrames built by :mod:`mixlab.tables` from the summary: the console
+renders them as aligned text (:func:`format_summary`), the mixture card as markdown tables.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from typing import Any
 from mixlab.pack.manifest import read_manifest
 from mixlab.recipe import recipe_hash
 from mixlab.stages import RunState
+from mixlab.tables import curation_frame, language_frame, phase_frame, render_table, run_totals_frame
+
+_DECIMALS = {"epochs": 2, "kept share": 3, "share": 3, "token share": 3, "share of run": 3, "held-out loss": 3}
 
 
 def _metrics(train_dir: Path) -> list[dict[str, Any]]:
@@ -29,6 +35,7 @@ def summarize(state: RunState) -> dict[str, Any]:
         curation[name] = {
             "docs_in": stats.get("docs_in", 0), "docs_kept": stats.get("docs_kept", 0),
             "dropped": stats.get("dropped_by_reason", {}), "bytes_kept": stats.get("bytes_kept", 0),
+            **{k: stats[k] for k in ("docs_by_lang", "bytes_by_lang", "tokens_by_lang") if stats.get(k)},
         }
     phases = {}
     for pname, packed in state.packed.items():
@@ -65,25 +72,32 @@ def _evaluation_summary(ev: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"categories": ev.get("categories", {}), "tasks": tasks, "checkpoint": ev.get("checkpoint")}
 
 
+def _table(df, markdown: bool, indent: str = "") -> str:
+    return render_table(df, decimals=_DECIMALS, markdown=markdown, indent=indent)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
+    """The console summary: curation and language tables, then each phase's token accounting, the run totals,
+    task scores and stage times."""
     lines = [f"recipe {summary['recipe']}: {summary['description']}", "", "Curation (documents):"]
-    for name, c in summary["curation"].items():
-        dropped = ", ".join(f"{k}={v}" for k, v in sorted(c["dropped"].items())) or "none"
-        lines.append(f"  {name:<14} in {c['docs_in']:>6}  kept {c['docs_kept']:>6}  dropped: {dropped}")
+    lines.append(_table(curation_frame(summary["curation"]), False, "  "))
+    langs = language_frame(summary["curation"])
+    if langs.height:
+        lines += ["", "Kept code by language (estimated tokens):", _table(langs, False, "  ")]
+    phases = phase_frame(summary["phases"])
     for pname, p in summary["phases"].items():
         lines.append(f"\nPhase {pname}: {p['sequences']} sequences, {p['tokens']:,} tokens, "
                      f"max prefix deviation {p['max_prefix_deviation']:.3f} sequences")
-        lines.append(f"  {'source':<14}{'planned':>10}{'realized':>10}{'epochs':>8}{'held-out loss':>15}")
+        lines.append(_table(phases.filter(phases["phase"] == pname).drop("phase"), False, "  "))
         held = p.get("heldout", {})
-        for s, t in p["sources"].items():
-            loss = f"{held[s]:.3f}" if s in held else "-"
-            lines.append(f"  {s:<14}{t['planned']:>10,}{t['realized']:>10,}{t['epochs']:>8.2f}{loss:>15}")
         others = {s: v for s, v in held.items() if s not in p["sources"]}
         if others:
             lines.append("  held-out loss, sources not in this phase: "
                          + ", ".join(f"{s}={v:.3f}" for s, v in others.items()))
         if "train" in p and p["train"]["final_loss"] is not None:
             lines.append(f"  trained {p['train']['steps']} steps, final loss {p['train']['final_loss']:.3f}")
+    if len(summary["phases"]) > 1:
+        lines += ["\nTokens per source, all phases:", _table(run_totals_frame(phases), False, "  ")]
     ev = summary.get("evaluation")
     if ev:
         lines.append("\nTask evaluation of the final checkpoint (paper's categories):")
@@ -92,6 +106,30 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("seconds"):
         lines.append("\nseconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
     return "\n".join(lines)
+
+
+def accounting_markdown(summary: dict[str, Any]) -> list[str]:
+    """The mixture card's accounting sections as markdown tables (the same frames as :func:`format_summary`)."""
+    md = ["## Curation", "", _table(curation_frame(summary["curation"]), True)]
+    langs = language_frame(summary["curation"])
+    if langs.height:
+        md += ["", "Kept code documents by language (tokens estimated before tokenization):", "",
+               _table(langs, True)]
+    phases = phase_frame(summary["phases"])
+    md += ["", "## Token accounting and held-out loss"]
+    for pname, p in summary["phases"].items():
+        md += ["", f"**{pname}**: {p['sequences']} sequences, {p['tokens']:,} tokens, max prefix deviation "
+               f"{p['max_prefix_deviation']:.3f} sequences"
+               + (f"; trained {p['train']['steps']} steps, final loss {p['train']['final_loss']:.3f}"
+                  if p.get("train", {}).get("final_loss") is not None else "") + ".", "",
+               _table(phases.filter(phases["phase"] == pname).drop("phase"), True)]
+        others = {s: v for s, v in p.get("heldout", {}).items() if s not in p["sources"]}
+        if others:
+            md += ["", "Held-out loss of sources not in this phase: "
+                   + ", ".join(f"{s} {v:.3f}" for s, v in others.items()) + "."]
+    if phases.height:
+        md += ["", "Tokens per source over the whole run:", "", _table(run_totals_frame(phases), True)]
+    return md
 
 
 def plot_losses(summary: dict[str, Any], path: Path) -> bool:
@@ -136,7 +174,7 @@ def write_report(summary: dict[str, Any], out_dir: Path) -> Path:
     for name, src in summary.get("sources", {}).items():
         filters = ", ".join(f"{k}={v}" for k, v in src["filters"].items()) or "defaults"
         md.append(f"| {name} | {src['kind']} | `{src['path'] or '-'}` | {filters} | {src['description']} |")
-    md += ["", "## Curation, token accounting and held-out loss", "", "```", format_summary(summary), "```"]
+    md += ["", *accounting_markdown(summary)]
     if summary.get("evaluation"):
         md += ["", "## Task evaluation (final checkpoint)", "", "```",
                json.dumps(summary["evaluation"].get("categories", {}), indent=2), "```"]

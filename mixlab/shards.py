@@ -1,70 +1,247 @@
-"""Tokenize once per source: curated documents -> token shard (train + held-out split, document boundaries).
+"""The token shard set of one source: block files + a sealed manifest (written by :mod:`mixlab.tokenize_steps`).
 
-Contract:
-- Input: a folder of curated documents, ``*.jsonl``, ``*.jsonl.gz`` or ``*.jsonl.zst`` (datatrove's JsonlWriter
-  output: ``{"text", "id", "metadata"}``), read in sorted file order.
-- Held-out split: the ``heldout_docs`` documents with the smallest ``xxh64(id, seed)`` are held out; the choice
-  depends only on ids and seed, never on file order or worker count.
-- Output folder (written to a temporary sibling, then renamed): ``train_tokens.npy`` / ``heldout_tokens.npy``
-  (flat, every document followed by EOS), ``train_doc_ends.npy`` / ``heldout_doc_ends.npy`` (int64 cumulative
-  ends), ``docs.parquet`` (id, split, tokens, bytes per document) and ``meta.json`` (counts, the
-  :class:`~mixlab.tokenizer.TokenizerInfo`, and the size and xxh64 of every file: ``TokenShard.verified()``
-  checks them before the shard is read).
-- Encoding runs in ``workers`` processes over ordered chunks (``imap``): identical bytes for any worker count.
-  tiktoken releases little to threads (2 threads: 6.1 MB/s vs 10.4 MB/s with 2 processes, ANCHORS.md). The
-  parent loads the encoding and picks its fastest exact backend once (:func:`mixlab.tokenizer_backends.
-  select_backend`: gigatoken for cl100k_base / o200k_base, 4.8-12x tiktoken per core, ids checked equal to
-  :func:`mixlab.tokenizer.encode_document` on probe texts before it is chosen; tiktoken otherwise) and, on Linux,
-  forks the workers, which inherit both; elsewhere they are spawned and load them themselves. Workers return each
-  chunk as one ``array.array`` plus lengths (compact to pickle).
+Contract (the pack stage reads exactly this; it must not change without a ``FORMAT_VERSION`` bump):
+- Folder ``tokens/<source>-<key>/`` holding ``manifest.json`` (:class:`TokenSetManifest`) and blocks. A block is
+  named by a stem ``<file index:05d>-<chunk:04d>``: the index of the curated input file it comes from in the
+  sorted list of input files, and a chunk counter within that file (never a task rank, so the bytes are the
+  same for any number of tasks or workers). Each block of split ``s`` (``train`` or ``heldout``) is three files:
+  ``<stem>.<s>.tokens.npy`` (flat ids, dtype :func:`mixlab.tokenizer.token_dtype`, every document followed by
+  ``TokenizerInfo.eos_id``), ``<stem>.<s>.lengths.npy`` (int64 tokens per document, EOS included) and
+  ``<stem>.<s>.docs.parquet`` (``id``, ``tokens``, ``bytes`` per document). Blocks are listed in stem order;
+  the documents of one input file keep their file order across its chunks.
+- Held-out split, per document: ``d`` is held out iff ``xxh64(d.id, seed) < heldout_threshold(fraction)``
+  (``floor(fraction * 2**64)``), so a document's split never depends on the other documents, the file order or
+  the task count.
+- ``manifest.files`` records size and xxh64 of every file but ``manifest.json``; ``manifest.digest`` is the
+  xxh64 of the manifest's canonical JSON without that field. Reading the manifest refuses a digest that
+  differs; :meth:`TokenShardSet.verified` also checks every file (:class:`~mixlab.errors.CorruptOutputError`).
+- Readers are bounded: :meth:`TokenShardSet.train_block` memory-maps one block, :meth:`heldout_sequences` reads
+  only the held-out tokens it returns.
 """
 
 from __future__ import annotations
 
-import array
-import json
-import multiprocessing as mp
-import os
-import shutil
-import sys
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mixlab.errors import CorruptOutputError
 from mixlab.jsonl import read_jsonl
-from mixlab.tokenizer import TokenizerInfo, load_tokenizer, token_dtype
-from mixlab.workspace import digests, verify
+from mixlab.tokenizer import TokenizerInfo, load_tokenizer
+from mixlab.workspace import verify
 
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
 DOC_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
-SHARD_FILES = frozenset({"train_tokens.npy", "train_doc_ends.npy", "heldout_tokens.npy", "heldout_doc_ends.npy",
-                         "docs.parquet"})
+SPLITS = ("train", "heldout")
+Split = Literal["train", "heldout"]
+BLOCK_KINDS = ("tokens.npy", "lengths.npy", "docs.parquet")
+
+
+def list_document_files(folder: Path | str) -> list[str]:
+    """The curated document files below ``folder`` as sorted POSIX paths relative to it (the file indices)."""
+    root = Path(folder)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.name.endswith(DOC_SUFFIXES))
 
 
 def iter_documents(folder: Path) -> Iterator[dict[str, Any]]:
     """Documents of a curated folder in sorted file order (each a dict with ``text`` and ``id``)."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.name.endswith(DOC_SUFFIXES))
-    for path in files:
-        yield from read_jsonl(path)  # a damaged file or a non-JSON line raises, naming the file and line
+    for rel in list_document_files(folder):
+        yield from read_jsonl(Path(folder) / rel)  # a damaged file or a non-JSON line raises, naming file and line
 
 
-# ------------------------------------------------------------------------------ worker-side encoding
-_ENC: Any = None
-_BACKEND: Any = None  # mixlab.tokenizer_backends.Backend chosen for _ENC (ids equal to encode_document)
-_ENC_KEY: tuple | None = None
-_TYPECODE = {np.dtype(np.uint16): "H", np.dtype(np.uint32): next(c for c in "IL" if array.array(c).itemsize == 4)}
-_FORK = sys.platform.startswith("linux")  # fork is unsafe on macOS and absent on Windows
+def heldout_threshold(fraction: float) -> int:
+    """``floor(fraction * 2**64)``: a document whose ``xxh64(id, seed)`` is below it is held out."""
+    if not 0.0 <= fraction <= 0.5:
+        raise ValueError(f"heldout fraction must be in [0, 0.5], got {fraction}")
+    return int(fraction * 2.0**64)
+
+
+def doc_key(doc_id: str, seed: int) -> int:
+    """The document's split key ``xxh64(id, seed)``."""
+    return xxhash.xxh64_intdigest(doc_id.encode("utf-8", "surrogatepass"), seed=seed & 0xFFFFFFFFFFFFFFFF)
+
+
+def block_file(stem: str, split: str, kind: str) -> str:
+    """``<stem>.<split>.<kind>``, kind one of ``tokens.npy``, ``lengths.npy``, ``docs.parquet``."""
+    return f"{stem}.{split}.{kind}"
+
+
+# ----------------------------------------------------------------------------------------------- manifest
+
+
+class FileDigest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bytes: int = Field(description="File size in bytes.")
+    xxh64: str = Field(description="xxh64 hex digest of the file's bytes.")
+
+
+class BlockEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Block stem '<input file index:05d>-<chunk:04d>', e.g. '00012-0003'.")
+    documents: int = Field(description="Documents in the block.")
+    tokens: int = Field(description="Tokens in the block, one EOS per document included.")
+
+
+class TokenSetManifest(BaseModel):
+    """What a token shard set holds, sealed by its own digest."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int = Field(FORMAT_VERSION, description="Layout version of the set (module contract).")
+    source: str = Field(description="Recipe source name.")
+    tokenizer: TokenizerInfo = Field(description="Who tokenized the data (eos_id ends every document).")
+    seed: int = Field(description="Seed of the held-out split key xxh64(id, seed).")
+    heldout_fraction: float = Field(description="Documents with xxh64(id, seed) < fraction * 2**64 are held out.")
+    block_tokens: int = Field(description="A block is closed once it holds at least this many tokens.")
+    documents: int = Field(description="Documents read from the curated folder (train + held-out).")
+    train_documents: int = Field(description="Training documents.")
+    heldout_documents: int = Field(description="Held-out documents.")
+    train_tokens: int = Field(description="Training tokens (EOS included).")
+    heldout_tokens: int = Field(description="Held-out tokens (EOS included).")
+    bytes: int = Field(description="UTF-8 bytes of every document's text.")
+    train_blocks: list[BlockEntry] = Field(description="Training blocks in name order.")
+    heldout_blocks: list[BlockEntry] = Field(description="Held-out blocks in name order.")
+    files: dict[str, FileDigest] = Field(description="Size and xxh64 of every file but manifest.json.")
+    curation: dict[str, Any] = Field(default_factory=dict, description="The source's curation statistics.")
+    digest: str = Field("", description="xxh64 of this manifest's canonical JSON without this field (seal()).")
+
+    def content_digest(self) -> str:
+        return xxhash.xxh64(self.model_dump_json(exclude={"digest"}).encode()).hexdigest()
+
+    def seal(self) -> TokenSetManifest:
+        """This manifest with its digest filled in: an edited field no longer matches and is refused."""
+        return self.model_copy(update={"digest": self.content_digest()})
+
+    def expected_files(self) -> list[str]:
+        """Every block file the manifest's blocks imply."""
+        return sorted(block_file(b.name, split, kind) for split, blocks in
+                      (("train", self.train_blocks), ("heldout", self.heldout_blocks))
+                      for b in blocks for kind in BLOCK_KINDS)
+
+
+def read_set_manifest(folder: Path) -> TokenSetManifest:
+    """The manifest of the set at ``folder``; missing, invalid or edited raises CorruptOutputError."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise CorruptOutputError(f"{folder}: no {MANIFEST} (never finished); re-run the recipe's tokenize stage")
+    try:
+        manifest = TokenSetManifest.model_validate_json(path.read_bytes())
+    except ValidationError as e:
+        raise CorruptOutputError(f"{path}: not a token set manifest ({str(e).splitlines()[0]}; an older mixlab "
+                                 "or damage); re-run the recipe: the tokenize stage rebuilds it") from None
+    if manifest.digest != manifest.content_digest():
+        raise CorruptOutputError(f"{path}: its content differs from its recorded digest (edited or damaged); "
+                                 "re-run the recipe: the tokenize stage rebuilds it")
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------- reader
+
+
+class TokenShardSet:
+    """A tokenized source on disk (module contract). Cheap to construct; the manifest is read on first use."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"TokenShardSet({str(self.path)!r})"
+
+    @functools.cached_property
+    def manifest(self) -> TokenSetManifest:
+        return read_set_manifest(self.path)
+
+    @property
+    def name(self) -> str:
+        """The recipe source this set tokenizes."""
+        return self.manifest.source
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest (it covers every file's xxh64): the set's identity."""
+        return self.manifest.digest
+
+    @property
+    def tokenizer(self) -> TokenizerInfo:
+        return self.manifest.tokenizer
+
+    def problems(self) -> list[str]:
+        """Why this set must not be read (no or edited manifest, files differing from their digests)."""
+        try:
+            m = read_set_manifest(self.path)
+        except CorruptOutputError as e:
+            return [str(e)]
+        if m.format_version != FORMAT_VERSION:
+            return [f"{self.path}: format_version {m.format_version}, this mixlab reads {FORMAT_VERSION}"]
+        expected = m.expected_files()
+        if sorted(m.files) != expected:
+            return [f"{self.path}/{MANIFEST}: records {len(m.files)} files, its blocks have {len(expected)}"]
+        return verify(self.path, {n: f.model_dump() for n, f in m.files.items()})
+
+    def verified(self) -> TokenShardSet:
+        """This set after checking every file against its recorded digest (module contract)."""
+        problems = self.problems()
+        if problems:
+            raise CorruptOutputError(
+                "token shard set damaged: " + "; ".join(problems[:5])
+                + ". Re-run the recipe: the tokenize stage rebuilds it"
+            )
+        return self
+
+    def blocks(self, split: Split) -> list[BlockEntry]:
+        return self.manifest.train_blocks if split == "train" else self.manifest.heldout_blocks
+
+    def train_block_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(documents int64[B], tokens int64[B]) of the training blocks, in block order."""
+        blocks = self.manifest.train_blocks
+        return (np.array([b.documents for b in blocks], dtype=np.int64),
+                np.array([b.tokens for b in blocks], dtype=np.int64))
+
+    def block(self, split: Split, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(flat tokens as a read-only memory map, int64 document lengths) of block ``i`` of ``split``."""
+        stem = self.blocks(split)[i].name
+        tokens = np.load(self.path / block_file(stem, split, "tokens.npy"), mmap_mode="r")
+        return tokens, np.load(self.path / block_file(stem, split, "lengths.npy"))
+
+    def train_block(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens memmap, lengths int64) of training block ``i``."""
+        return self.block("train", i)
+
+    def heldout_sequences(self, seq_len: int, max_sequences: int) -> np.ndarray:
+        """Held-out documents (block order) cut into consecutive ``[L+1]`` windows of stride L, at most
+        ``max_sequences``; reads only the first ``max_sequences * L + 1`` held-out tokens."""
+        need = max(0, max_sequences) * seq_len + 1
+        parts: list[np.ndarray] = []
+        have = 0
+        for i in range(len(self.manifest.heldout_blocks)):
+            if have >= need:
+                break
+            tokens, _ = self.block("heldout", i)
+            parts.append(np.array(tokens[: need - have]))
+            have += len(parts[-1])
+        toks = np.concatenate(parts) if parts else np.zeros(0, dtype=self.tokenizer.dtype)
+        n = min(max_sequences, max(0, (len(toks) - 1) // seq_len))
+        if n == 0:
+            return np.zeros((0, seq_len + 1), dtype=self.tokenizer.dtype)
+        return toks[np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)]
+
+    def source_meta(self) -> dict[str, Any]:
+        """What a packed phase records about its input: the set's digest and curation statistics."""
+        return {"digest": self.manifest.digest, "curation": self.manifest.curation}
+
+
+# ------------------------------------------------------------------------------------------ encoding handle
 
 
 @dataclass(frozen=True)
 class EncodingRef:
-    """A picklable handle on the encoding workers use: its identity and, for a trained BPE, its rank file."""
+    """A picklable handle on the encoding tokenize tasks use: its identity and, for a trained BPE, its rank file."""
 
     info: TokenizerInfo
     rank_file: str | None = None
@@ -80,146 +257,3 @@ def load_encoding(spec: dict[str, str]):  # TODO(lead): removed once eval/export
     if spec["kind"] == "tiktoken":
         return named_encoding(spec["name"])
     return load_ranks(Path(spec["path"]), spec.get("name", "mixlab-bpe"))
-
-
-def _init_worker(ref: EncodingRef) -> None:
-    """Make ``ref``'s encoding this process's; reused while the identity (a content hash) is the same."""
-    global _ENC, _BACKEND, _ENC_KEY
-    key = (ref.info.hash,)
-    if _ENC is None or key != _ENC_KEY:
-        from mixlab.tokenizer_backends import select_backend
-
-        enc = ref.load()
-        _ENC, _BACKEND, _ENC_KEY = enc, select_backend(enc), key
-
-
-def _encode_chunk(texts: list[str]) -> tuple[array.array, list[int]]:
-    """The ids of every text followed by EOT, concatenated, and each text's length in tokens."""
-    enc = _ENC
-    eot = enc.eot_token
-    out = array.array(_TYPECODE[token_dtype(enc.n_vocab)])
-    lengths = []
-    for ids in _BACKEND.encode_batch_ordinary(texts):
-        ids = list(ids)
-        ids.append(eot)
-        out.fromlist(ids)
-        lengths.append(len(ids))
-    return out, lengths
-
-
-def _split(chunks: Iterable[tuple[array.array, list[int]]]) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    for buf, lengths in chunks:
-        out += np.split(np.frombuffer(buf, dtype=buf.typecode), np.cumsum(lengths)[:-1])
-    return out
-
-
-def encode_all(texts: list[str], ref: EncodingRef, workers: int, chunk_docs: int = 64) -> list[np.ndarray]:
-    """Token ids of each text followed by EOT (uint16/uint32 as ``token_dtype``), the same for any ``workers``."""
-    chunks = [texts[i : i + chunk_docs] for i in range(0, len(texts), chunk_docs)]
-    _init_worker(ref)  # forked workers inherit it
-    if workers <= 1 or len(chunks) <= 1:
-        return _split(map(_encode_chunk, chunks))
-    if _FORK:
-        pool = mp.get_context("fork").Pool(workers)
-    else:
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(ref,))
-    with pool:
-        return _split(pool.imap(_encode_chunk, chunks))
-
-
-@dataclass(frozen=True)
-class TokenShard:
-    """A tokenized source on disk."""
-
-    path: Path
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / "meta.json").read_text())
-
-    @property
-    def tokenizer(self) -> TokenizerInfo:
-        return TokenizerInfo.model_validate(self.meta["tokenizer"])
-
-    def problems(self) -> list[str]:
-        """Why this shard must not be read (missing meta, files differing from their recorded digests)."""
-        if not (self.path / "meta.json").is_file():
-            return [f"{self.path}: no meta.json (never finished)"]
-        try:
-            recorded = self.meta.get("files")
-        except ValueError:
-            return [f"{self.path}/meta.json: not valid JSON"]
-        if not recorded or set(recorded) != SHARD_FILES:
-            return [f"{self.path}/meta.json: records no digests of {sorted(SHARD_FILES)} (an older mixlab wrote it)"]
-        return verify(self.path, recorded)
-
-    def verified(self) -> TokenShard:
-        """This shard after checking every file against its recorded digest (module contract)."""
-        problems = self.problems()
-        if problems:
-            raise CorruptOutputError(
-                "token shard damaged: " + "; ".join(problems) + ". Re-run the recipe: the tokenize stage rebuilds it"
-            )
-        return self
-
-    def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(flat training tokens as a memory map, cumulative document ends)."""
-        return np.load(self.path / "train_tokens.npy", mmap_mode="r"), np.load(self.path / "train_doc_ends.npy")
-
-    def heldout_sequences(self, seq_len: int, max_sequences: int) -> np.ndarray:
-        """Held-out documents cut into consecutive [L+1] windows (at most ``max_sequences``)."""
-        toks = np.load(self.path / "heldout_tokens.npy")
-        n = min(max_sequences, max(0, (len(toks) - 1) // seq_len))
-        idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)
-        return toks[idx] if n else np.zeros((0, seq_len + 1), dtype=toks.dtype)
-
-
-def tokenize_source(
-    curated: Path, out_dir: Path, ref: EncodingRef, *, heldout_docs: int, seed: int, workers: int = 1,
-    extra_meta: dict[str, Any] | None = None,
-) -> TokenShard:
-    """Tokenize every curated document of one source into a :class:`TokenShard` at ``out_dir``."""
-    docs = [(str(d.get("id", i)), d["text"]) for i, d in enumerate(iter_documents(curated))]
-    if not docs:
-        raise ValueError(f"{curated}: no curated documents; check the source's path and its curation statistics")
-    keys = np.array([xxhash.xxh64_intdigest(doc_id.encode(), seed=seed) for doc_id, _ in docs], dtype=np.uint64)
-    n_held = min(heldout_docs, len(docs) // 2)
-    held = np.zeros(len(docs), dtype=bool)
-    held[np.argsort(keys, kind="stable")[:n_held]] = True
-    encoded = encode_all([t for _, t in docs], ref, workers)
-
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    dtype = encoded[0].dtype
-    for split, mask in (("train", ~held), ("heldout", held)):
-        parts = [a for a, m in zip(encoded, mask, strict=True) if m]
-        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-        np.save(tmp / f"{split}_tokens.npy", flat)
-        np.save(tmp / f"{split}_doc_ends.npy", np.cumsum([len(a) for a in parts], dtype=np.int64))
-    doc_bytes = [len(t.encode("utf-8", "surrogatepass")) for _, t in docs]
-    pq.write_table(
-        pa.table({
-            "id": [d for d, _ in docs],
-            "split": ["heldout" if h else "train" for h in held],
-            "tokens": [len(a) for a in encoded],
-            "bytes": doc_bytes,
-        }),
-        tmp / "docs.parquet",
-    )
-    train_tokens = int(sum(len(a) for a, h in zip(encoded, held, strict=True) if not h))
-    meta = {
-        "documents": len(docs), "heldout_documents": int(held.sum()), "train_tokens": train_tokens,
-        "heldout_tokens": int(sum(len(a) for a, h in zip(encoded, held, strict=True) if h)),
-        "bytes": sum(doc_bytes), "dtype": dtype.name,
-        "digest": xxhash.xxh64(np.load(tmp / "train_tokens.npy", mmap_mode="r")).hexdigest(),  # no copy
-        "tokenizer": ref.info.model_dump(mode="json"),
-        **(extra_meta or {}),
-        "files": digests(tmp, sorted(SHARD_FILES)),
-    }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return TokenShard(out_dir)

@@ -37,9 +37,9 @@ from mixlab.workspace import Workspace, clean_stale, relative, write_json_atomic
 if TYPE_CHECKING:
     from mixlab.tokenizer import TokenizerInfo
 
-CURATE_VERSION = 1
-TOKENIZE_VERSION = 1
-PACK_VERSION = 2  # 2: manifests carry TokenizerInfo (the EOS id the data uses)
+CURATE_VERSION = 3  # 3: readers strip control characters, drop binary; 2: whole-source dedup and decontamination
+TOKENIZE_VERSION = 2  # 2: token shard sets (blocks per input file, per-document held-out split)
+PACK_VERSION = 3  # 3: sharded phases, two-level (block, document) epoch order; 2: manifests carry TokenizerInfo
 log = logging.getLogger("mixlab")
 
 
@@ -70,7 +70,8 @@ def _progress(items, desc: str, enabled: bool):
     return tqdm(items, desc=desc, unit="source", disable=not enabled, leave=False)
 
 
-def curate(state: RunState, executor: str = "local", tasks: int = 1, workers: int = 1, progress: bool = True) -> None:
+def curate(state: RunState, executor: str = "local", tasks: int = 1, workers: int = 1, progress: bool = True,
+           **executor_kwargs: Any) -> None:
     """Curate every source the recipe declares (all of them: shared tokenizer and held-out sets).
 
     datatrove logs every task to stderr at INFO; unless ``MIXLAB_VERBOSE`` is set that stream goes to
@@ -96,7 +97,7 @@ def curate(state: RunState, executor: str = "local", tasks: int = 1, workers: in
                 with open(out / "curate.log", "w") as sink, _quiet_stderr(sink):
                     stats = run_curation(  # the same call as pipelines/*.py --recipe R --source NAME
                         src.filters, path, str(out / "docs"), executor=executor, tasks=tasks,
-                        workers=workers, logging_dir=str(out / "logs"),
+                        workers=workers, logging_dir=str(out / "logs"), wait=True, **executor_kwargs,
                     )
                 record = _jsonable(stats)
                 for field_name in ("logging_dir", "output_folder"):  # workspace-relative: same bytes anywhere
@@ -235,26 +236,44 @@ def _needs_build(out: Path, problems: list[str]) -> bool:
     return True
 
 
-def tokenize(state: RunState, workers: int = 1, progress: bool = True) -> None:
-    from mixlab.shards import TokenShard, tokenize_source
+def heldout_fraction(heldout_docs: int, documents_kept: int) -> float:
+    """The held-out fraction that holds out ``heldout_docs`` documents in expectation, at most half."""
+    return min(0.5, heldout_docs / documents_kept) if documents_kept > 0 else 0.5
+
+
+def tokenize(state: RunState, executor: str = "local", tasks: int | None = None, workers: int = 1,
+             progress: bool = True, block_tokens: int | None = None, **executor_kwargs: Any) -> None:
+    """Tokenize every curated source into a token shard set (:mod:`mixlab.shards`), as ``tasks`` datatrove tasks
+    (default: ``workers``) on ``executor``; the set's bytes do not depend on tasks, workers or executor."""
+    from mixlab.shards import TokenShardSet
+    from mixlab.tokenize_steps import DEFAULT_BLOCK_TOKENS, tokenize_source
 
     if state.tokenizer is None:
         build_tokenizer(state)
     assert state.tokenizer is not None
     r = state.recipe
+    block_tokens = block_tokens or DEFAULT_BLOCK_TOKENS
     bar = _progress(list(state.curated.items()), "tokenize", progress)
     for name, curated in bar:
         bar.set_postfix_str(name)
         key = section_hash("tokens", TOKENIZE_VERSION, state.curate_keys[name], state.tokenizer.hash, r.seed,
-                           r.sources[name].heldout_docs)
+                           r.sources[name].heldout_docs, block_tokens)
         out = state.ws.path("tokens", f"{name}-{key}")
         with state.ws.lock("tokens", out.name):
-            if _needs_build(out, TokenShard(out).problems()):
+            if _needs_build(out, TokenShardSet(out).problems()):
                 log.info("tokenize %s", name)
-                tokenize_source(
-                    curated, out, encoding_ref(state), heldout_docs=r.sources[name].heldout_docs, seed=r.seed,
-                    workers=workers, extra_meta={"source": name, "curation": state.curation_stats.get(name, {})},
-                )
+                stats = state.curation_stats.get(name, {})
+                kept = stats.get("docs_kept")
+                build = out.with_name(f".{out.name}.build")
+                build.mkdir(parents=True, exist_ok=True)
+                with open(build / "tokenize.log", "a") as sink, _quiet_stderr(sink):
+                    tokenize_source(
+                        curated, out, encoding_ref(state), source=name, seed=r.seed,
+                        heldout_fraction=heldout_fraction(r.sources[name].heldout_docs, kept or 0),
+                        curation=stats, expected_documents=kept, executor=executor,
+                        tasks=tasks or max(1, workers), workers=workers, block_tokens=block_tokens,
+                        **executor_kwargs,
+                    )
         state.shards[name] = out
         state.token_keys[name] = key
 
@@ -262,8 +281,16 @@ def tokenize(state: RunState, workers: int = 1, progress: bool = True) -> None:
 # ------------------------------------------------------------------------------------------------- pack
 
 
-def pack(state: RunState) -> None:
+def pack(state: RunState, executor: str = "local", tasks: int | None = None, workers: int = 1,
+         shard_sequences: int | None = None, **executor_kwargs: Any) -> None:
+    """Pack every phase in order, each source's ledger continuing across phases. A phase's shards are written by
+    ``tasks`` ranks (default ``workers``) on ``executor``; its bytes do not depend on tasks, workers or executor,
+    and a rerun after a failed task keeps the finished shards (:mod:`mixlab.pack.writer`)."""
     from mixlab.pack.manifest import read_manifest
+    from mixlab.pack.plan import DEFAULT_SHARD_SEQUENCES
+
+    engine = {"executor": executor, "tasks": tasks or workers, "workers": workers,
+              "shard_sequences": shard_sequences or DEFAULT_SHARD_SEQUENCES, "executor_kwargs": executor_kwargs}
 
     r = state.recipe
     ledger: dict[str, int] = {}
@@ -277,7 +304,7 @@ def pack(state: RunState) -> None:
         with state.ws.lock("packed", out.name):
             if _needs_build(out, phase_problems(out, key)):
                 log.info("pack phase %s", pname)
-                _pack_one(state, out, pname, index, key, ledger)
+                _pack_one(state, out, pname, index, key, ledger, **engine)
         manifest = read_manifest(out)
         for s, entry in manifest.sources.items():
             ledger[s] = entry.ledger_end
@@ -310,21 +337,21 @@ def phase_problems(out: Path, key: str) -> list[str]:
     return []
 
 
-def _pack_one(state: RunState, out: Path, pname: str, index: int, key: str, ledger: dict[str, int]) -> None:
-    from mixlab.pack.ledger import SourceTokens
+def _pack_one(state: RunState, out: Path, pname: str, index: int, key: str, ledger: dict[str, int],
+              **engine: Any) -> None:
     from mixlab.pack.writer import pack_phase
-    from mixlab.shards import TokenShard
+    from mixlab.shards import TokenShardSet
 
     r, phase = state.recipe, state.recipe.phases[pname]
     active = [s for s, w in phase.mixture.items() if w > 0]
-    shards = {s: TokenShard(state.shards[s]).verified() for s in active}  # digests checked before reading
+    shards = {s: TokenShardSet(state.shards[s]).verified() for s in active}  # digests checked before reading
     pack_phase(
         out, phase=pname, phase_index=index, requested_tokens=phase.tokens, mixture=phase.mixture,
-        max_repeat=phase.max_repeat, sources={s: SourceTokens(s, *sh.train_arrays()) for s, sh in shards.items()},
-        source_meta={s: sh.meta for s, sh in shards.items()}, starts=ledger, seq_len=r.seq_len,
+        max_repeat=phase.max_repeat, sources=shards,  # TokenShardSet is a pack TokenSource
+        source_meta={s: sh.source_meta() for s, sh in shards.items()}, starts=ledger, seq_len=r.seq_len,
         batch_size=r.train.batch_size, seed=r.seed,
         header={"recipe_name": r.name, "recipe_hash": recipe_hash(r), "pack_key": key, "tokenizer": state.tokenizer},
-        check_space=lambda need: _check_disk(state.ws.root, need, f"packing phase {pname!r}"),
+        check_space=lambda need: _check_disk(state.ws.root, need, f"packing phase {pname!r}"), **engine,
     )
 
 
@@ -334,11 +361,11 @@ def _pack_one(state: RunState, out: Path, pname: str, index: int, key: str, ledg
 def heldout_sets(state: RunState, max_sequences: int = 16) -> dict[str, Any]:
     import torch
 
-    from mixlab.shards import TokenShard
+    from mixlab.shards import TokenShardSet
 
     out = {}
     for name, path in state.shards.items():
-        seqs = TokenShard(path).verified().heldout_sequences(state.recipe.seq_len, max_sequences)
+        seqs = TokenShardSet(path).verified().heldout_sequences(state.recipe.seq_len, max_sequences)
         if len(seqs):
             out[name] = torch.from_numpy(seqs.astype("int64"))
     return out
@@ -388,17 +415,23 @@ def _evaluate_once(state: RunState, last: str, out: Path, suite: str) -> None:
         evaluate_checkpoint(state.trained[last], None, suite, out_dir=out)  # its tokenizer: from the checkpoint
 
 
-def run(recipe: Recipe, workdir: Path, *, until: str = "eval", progress: bool = True, workers: int = 1) -> RunState:
-    """Run the recipe through ``until`` (curate | tokenize | pack | train | eval)."""
+def run(recipe: Recipe, workdir: Path, *, until: str = "eval", progress: bool = True, workers: int = 1,
+        executor: str = "local", tasks: int | None = None, executor_options: dict[str, Any] | None = None) -> RunState:
+    """Run the recipe through ``until`` (curate | tokenize | pack | train | eval).
+
+    The data stages run as datatrove tasks on ``executor`` (local | slurm | ray): ``tasks`` ranks (curate: 1,
+    tokenize: ``workers`` when None), ``workers`` at a time; ``executor_options`` go to the datatrove executor
+    (Slurm: ``partition``, ``time``, ``cpus_per_task``, ``mem_per_cpu_gb``...; Ray: ``cpus_per_task``, ...)."""
     order = ["curate", "tokenize", "pack", "train", "eval"]
     if until not in order:
         raise ValueError(f"until must be one of {order}")
     stop = order.index(until)
     state = RunState(recipe, Workspace(workdir))
+    engine: dict[str, Any] = {"executor": executor, **(executor_options or {})}
     steps = [
-        ("curate", lambda: curate(state, workers=workers, progress=progress)),
-        ("tokenize", lambda: tokenize(state, workers=workers, progress=progress)),
-        ("pack", lambda: pack(state)),
+        ("curate", lambda: curate(state, tasks=tasks or 1, workers=workers, progress=progress, **engine)),
+        ("tokenize", lambda: tokenize(state, tasks=tasks, workers=workers, progress=progress, **engine)),
+        ("pack", lambda: pack(state, tasks=tasks, workers=workers, **engine)),
         ("train", lambda: train(state, progress=progress)),
         ("eval", lambda: evaluate(state)),
     ]

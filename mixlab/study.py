@@ -31,13 +31,15 @@ DOMAIN_OF_KIND = {
     "commits": "code-adjacent",
     "notebooks": "code-adjacent",
     "stackexchange": "code-adjacent",
+    "issues": "code-adjacent",
 }
 CODE_KINDS = frozenset({"stack", "synthetic"})
 PRESETS = {
     "code-share": ["code-share-0", "code-share-25", "code-share-50", "code-share-75", "code-share-100"],
-    "initialization": ["text-only", "balanced", "balanced-text", "code-text"],
+    # equal token budgets: every recipe runs balanced->text's two phases, only the mixtures differ
+    "initialization": ["text-only-matched", "balanced-matched", "balanced-text", "code-text"],
     "cooldown": ["balanced-text", "cooldown-no-code", "cooldown-code"],
-    "quality": ["code-only", "code-synthetic"],
+    "quality": ["code-only", "code-markup", "code-adjacent", "code-synthetic"],
 }
 
 

@@ -1,4 +1,4 @@
-"""Curate The Stack code: top-25 languages, StarCoder-style quality filters, exact dedup per task.
+"""Curate The Stack code: top-25 languages, StarCoder-style quality filters, exact dedup across the source.
 
 A recipe's source, with the recipe's input path and filters (what ``mixlab curate`` runs)::
 
@@ -21,7 +21,7 @@ Slurm / Ray::
     python pipelines/code.py --input /data/the-stack-dedup/data --output /scratch/curated/stack \\
         --executor ray --tasks 2000 --workers 200
 
-Near-duplicate removal is a separate job over the output: ``mixlab.curate.dedup.run_minhash``.
+Near-duplicate removal (MinHash, extra stages of the same run): ``--filters '{"dedup": "minhash"}'``.
 """
 
 import sys

@@ -1,4 +1,4 @@
-"""Curate code-adjacent sources: CommitPack commits, Jupyter notebooks, StackExchange Q&A.
+"""Curate code-adjacent sources: CommitPack commits, Jupyter notebooks, StackExchange Q&A, GitHub issues.
 
 A recipe's source, with the recipe's input path and filters (what ``mixlab curate`` runs)::
 
@@ -12,6 +12,8 @@ Local, embedded sample, default options::
         --output out/curated/notebooks
     python pipelines/code_adjacent.py --kind stackexchange --input mixlab/sample/data/stackexchange/Posts.xml \\
         --output out/curated/stackexchange
+    python pipelines/code_adjacent.py --kind issues --input mixlab/sample/data/issues \\
+        --output out/curated/issues
 
 Slurm / Ray (CommitPack from the Hub, one folder per language)::
 
@@ -30,4 +32,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from mixlab.curate.script import main  # noqa: E402
 
 if __name__ == "__main__":
-    main(["commits", "notebooks", "stackexchange"], __doc__)
+    main(["commits", "notebooks", "stackexchange", "issues"], __doc__)

@@ -23,6 +23,7 @@ from mixlab.jsonl import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELED = ROOT / "benchmarks" / "data" / "code_in_text_labeled.jsonl.zst"
+HELDOUT = ROOT / "benchmarks" / "data" / "code_in_text_heldout.jsonl.zst"
 SAMPLE = ROOT / "mixlab" / "sample" / "data"
 EDGE_LINES = [
     "x",
@@ -41,6 +42,15 @@ EDGE_LINES = [
     "x = 1  # the of which",
     "def f(a, b):",
     "SELECT * FROM t WHERE a == b;",
+    '"name": "x",',
+    "[tool.ruff]",
+    "name: CI",
+    "'html' => 'text/html',",
+    "And the night shall be filled with music;",
+    "* [AuggieH](https://github.com/AuggieH) - **Auggie**",
+    "==========",
+    "npm install commander",
+    "template <typename T>",
 ]
 
 
@@ -49,7 +59,7 @@ def _jsonl_zst_texts(path: Path) -> list[str]:
 
 
 def _corpus() -> list[str]:
-    texts = _jsonl_zst_texts(LABELED) if LABELED.exists() else []
+    texts = [t for path in (LABELED, HELDOUT) if path.exists() for t in _jsonl_zst_texts(path)]
     for path in sorted((SAMPLE / "slimpajama").rglob("*.jsonl.zst")):
         texts += _jsonl_zst_texts(path)
     assert texts, "the labeled set and the embedded sample are committed; neither was found"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mixlab.pack.dataset import open_phase
-from mixlab.shards import TokenShard
+from mixlab.shards import TokenShardSet
 from tests.test_integrity import RECIPE
 
 
@@ -30,5 +30,5 @@ def test_two_concurrent_runs_on_one_workspace(tmp_path: Path) -> None:
     assert sorted(p.name.split("-")[0] for p in (work / "tokens").iterdir()) == ["code", "text"]
     assert not [p for p in work.rglob(".*tmp-*")]
     for shard in (work / "tokens").iterdir():
-        assert TokenShard(shard).problems() == []
+        assert TokenShardSet(shard).problems() == []
     open_phase(next((work / "packed").iterdir()), verify=True)

@@ -1,4 +1,5 @@
-"""Curation: pure filter cores, options, statistics invariant, restartability, MinHash, end-to-end runs.
+"""Curation: pure filter cores, options, statistics invariant, restartability, end-to-end runs (whole-source
+dedup and decontamination: tests/test_dedup.py).
 
 Fixtures are generated in tmp_path; the embedded sample (mixlab/sample/data) is used when present.
 """
@@ -18,7 +19,7 @@ from datatrove.data import Document
 
 from mixlab.curate.code_in_text import CodeInTextFilter, code_fraction, strip_code
 from mixlab.curate.code_quality import CodeQualityFilter, LanguageFilter, code_quality_reason
-from mixlab.curate.dedup import ExactDedupFilter, run_minhash
+from mixlab.curate.dedup import ExactDedupFilter
 from mixlab.curate.markup import markup_reason
 from mixlab.curate.pipeline import build_pipeline, make_executor, run_curation
 from mixlab.curate.stats import CurationStats, summarize
@@ -182,10 +183,10 @@ def test_markup_reasons():
 
 
 def test_exact_dedup_keeps_first_occurrence():
-    """Exact duplicates after the first are dropped (exact_duplicate); a fresh run forgets earlier tasks."""
+    """Exact duplicates after the first are dropped (duplicate_exact); a fresh run forgets earlier tasks."""
     step = ExactDedupFilter()
     kept, stats = run_filter(step, [doc("a"), doc("b"), doc("a"), doc("a")])
-    assert [d.text for d in kept] == ["a", "b"] and stats["dropped_exact_duplicate"] == 2
+    assert [d.text for d in kept] == ["a", "b"] and stats["dropped_duplicate_exact"] == 2
     assert len(list(step.run(iter([doc("a")])))) == 1
 
 
@@ -268,7 +269,7 @@ def make_slimpajama(root: Path, files: int = 3, per_file: int = 20) -> dict[str,
     return {
         "set_RedPajamaGithub": files,
         "code_in_text": files,
-        "exact_duplicate": files - 1,  # PROSE repeats in each file: one task sees all files when tasks=1
+        "duplicate_exact": files - 1,  # PROSE repeats in each file: removed across files and tasks
         "malformed_json": files,
         "non_utf8": files,
         "missing_text": files,
@@ -303,7 +304,7 @@ def test_stats_invariant_and_reasons_end_to_end(tmp_path):
 
 
 def test_summarize_counts_unlabelled_drops():
-    """A filter drop without a reason is still accounted for (near_duplicate for MinHash, else unlabelled)."""
+    """A filter drop without a reason is still accounted for (duplicate_near for MinHash, else unlabelled)."""
     task = [
         {"name": "READER", "stats": {"records_in": 10, "bytes_in": 100, "dropped_empty": 1}},
         {"name": "FILTER: x", "stats": {"total": 9, "dropped": 3, "dropped_too_short": 1, "forwarded": 6}},
@@ -315,16 +316,17 @@ def test_summarize_counts_unlabelled_drops():
     ]
     s = summarize([task, task], "stack")
     assert s.docs_in == 20 and s.docs_kept == 10 and s.bytes_kept == 100 and s.docs_by_lang == {"C++": 10}
-    assert s.dropped_by_reason == {"empty": 2, "near_duplicate": 2, "too_short": 2, "unlabelled:FILTER: x": 4}
+    assert s.dropped_by_reason == {"empty": 2, "duplicate_near": 2, "too_short": 2, "unlabelled:FILTER: x": 4}
     assert s.check().invariant_holds()
     with pytest.raises(ValueError, match="unaccounted"):
         CurationStats(kind="x", docs_in=3, docs_kept=1).check()
 
 
 def test_restart_skips_completed_tasks_and_never_duplicates(tmp_path):
-    """A rerun redoes nothing; after a simulated kill (marker + output lost or half-written) it redoes only that task."""
+    """A rerun redoes nothing; after a simulated kill (marker + output lost or half-written) it redoes only that task.
+    (One stage, dedup off; the stages of whole-source dedup: tests/test_dedup.py.)"""
     make_slimpajama(tmp_path / "in")
-    args = (SlimPajamaOptions(), str(tmp_path / "in"), str(tmp_path / "out"))
+    args = (SlimPajamaOptions(dedup="none"), str(tmp_path / "in"), str(tmp_path / "out"))
     first = run_curation(*args, tasks=3, logging_dir=str(tmp_path / "logs"))
     outputs = sorted((tmp_path / "out").glob("*.jsonl.zst"))
     assert [p.name for p in outputs] == ["00000.jsonl.zst", "00001.jsonl.zst", "00002.jsonl.zst"]
@@ -347,35 +349,6 @@ def test_restart_skips_completed_tasks_and_never_duplicates(tmp_path):
         resumed["docs_kept"] == first["docs_kept"]
         and resumed["dropped_by_reason"] == first["dropped_by_reason"]
     )
-
-
-# ---------------------------------------------------------------- near dedup
-
-
-def test_minhash_near_dedup_removes_near_duplicates(tmp_path):
-    """Of a document and two lightly edited copies only one survives; unrelated documents all survive."""
-    rng = random.Random(3)
-    vocab = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(2000)
-    ]  # no digits:
-    # datatrove's simplify_text maps digits to 0
-    base = [rng.choice(vocab) for _ in range(300)]
-    texts = [" ".join(base)]
-    for k in range(2):
-        edited = list(base)
-        for pos in rng.sample(range(300), 3):
-            edited[pos] = "edited" + "xy"[k]
-        texts.append(" ".join(edited))
-    texts += [" ".join(rng.choice(vocab) for _ in range(300)) for _ in range(3)]
-    lines = [orjson.dumps({"text": t, "id": f"d{i}", "metadata": {}}) for i, t in enumerate(texts)]
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "00000.jsonl.zst").write_bytes(
-        zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n")
-    )
-    res = run_minhash(str(tmp_path / "in"), str(tmp_path / "work"), str(tmp_path / "out"))
-    assert res == {"docs_in": 6, "docs_kept": 4, "dropped_near_duplicate": 2}
-    kept = {r["id"] for r in read_output(tmp_path / "out")}
-    assert {"d3", "d4", "d5"} <= kept and len(kept & {"d0", "d1", "d2"}) == 1
 
 
 # ---------------------------------------------------------------- pipelines and executors

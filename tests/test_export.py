@@ -38,7 +38,8 @@ def make_phase(tmp: Path, vocab: int, mixture: dict[str, float], tokens: int = 2
               "tokenizer": TokenizerInfo(kind="bpe", name="toy", hash="h" * 64, vocab_size=vocab, eos_id=vocab - 1)}
     out = tmp / f"phase-{vocab}"
     pack_phase(out, phase="p", phase_index=0, requested_tokens=tokens, mixture=mixture, max_repeat=4.0,
-               sources=sources, source_meta={}, starts={}, seq_len=L, batch_size=B, seed=3, header=header)
+               sources=sources, source_meta={}, starts={}, seq_len=L, batch_size=B, seed=3, header=header,
+               shard_sequences=13)  # several shards, boundaries inside batches
     return out
 
 
@@ -51,7 +52,14 @@ def phase_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 def packed(phase_dir: Path) -> np.ndarray:
-    return np.load(phase_dir / "tokens.npy").astype(np.int64)
+    """The phase's sequences: its shard files concatenated (read with np.load, not mixlab's reader)."""
+    shards = sorted(phase_dir.glob("*.tokens.npy"))
+    assert len(shards) > 1
+    return np.concatenate([np.load(p) for p in shards]).astype(np.int64)
+
+
+def token_size(phase_dir: Path) -> int:
+    return np.load(phase_dir / "00000.tokens.npy", mmap_mode="r").dtype.itemsize
 
 
 # ------------------------------------------------------------------ readers from the published formats
@@ -100,7 +108,7 @@ def test_megatron_index_fields_pointers_and_tokens(phase_dir: Path, tmp_path: Pa
     res = export_phase(phase_dir, tmp_path / "out" / "mega", "megatron")
     got = read_megatron(tmp_path / "out" / "mega")
     assert got["version"] == 1
-    assert got["code"] == (8 if np.load(phase_dir / "tokens.npy", mmap_mode="r").dtype == np.uint16 else 4)
+    assert got["code"] == (8 if token_size(phase_dir) == 2 else 4)
     assert (got["lengths"] == L + 1).all() and len(got["lengths"]) == n
     assert (got["pointers"] == np.concatenate([[0], np.cumsum(got["lengths"][:-1] * got["itemsize"])])).all()
     assert int(got["pointers"][-1]) + (L + 1) * got["itemsize"] == got["bin_bytes"] == n * (L + 1) * got["itemsize"]
@@ -118,21 +126,21 @@ def test_datatrove_export_read_by_datatrove(phase_dir: Path, tmp_path: Path) -> 
 
     want = packed(phase_dir)
     n = len(want)
-    token_size = np.load(phase_dir / "tokens.npy", mmap_mode="r").dtype.itemsize
+    size = token_size(phase_dir)
     export_phase(phase_dir, tmp_path / "dt" / "phase", "datatrove")
-    flat, ends = read_datatrove(tmp_path / "dt" / "phase", token_size)
+    flat, ends = read_datatrove(tmp_path / "dt" / "phase", size)
     assert (flat == want.reshape(-1)).all()
     assert (ends == np.arange(1, n + 1) * (L + 1)).all()
     meta = (tmp_path / "dt" / "phase.ds.metadata").read_text().splitlines()
-    assert meta[:2] == [f"toy|{token_size}", str(n * (L + 1))]
+    assert meta[:2] == [f"toy|{size}", str(n * (L + 1))]
 
-    ds = DatatroveFileDataset(str(tmp_path / "dt" / "phase.ds"), seq_len=L, token_size=token_size, return_positions=True)
+    ds = DatatroveFileDataset(str(tmp_path / "dt" / "phase.ds"), seq_len=L, token_size=size, return_positions=True)
     assert len(ds) == n
     for i in range(n):
         item = ds[i]
         assert item["input_ids"].tolist() == want[i].tolist(), f"sequence {i}"
         assert item["positions"].tolist() == list(range(L + 1))
-    folder = DatatroveFolderDataset(str(tmp_path / "dt"), seq_len=L, token_size=token_size)
+    folder = DatatroveFolderDataset(str(tmp_path / "dt"), seq_len=L, token_size=size)
     assert len(folder) == n and folder[n - 1]["input_ids"].tolist() == want[-1].tolist()
 
 
@@ -144,8 +152,8 @@ def test_llmc_header_size_and_windows(phase_dir: Path, tmp_path: Path) -> None:
     want = packed(phase_dir)
     n = len(want)
     res = export_phase(phase_dir, tmp_path / "llmc", "llmc")
-    header, stream = read_llmc(tmp_path / "llmc.bin")
-    uint16 = np.load(phase_dir / "tokens.npy", mmap_mode="r").dtype == np.uint16
+    header, stream = read_llmc(tmp_path / "llmc_000000.bin")
+    uint16 = token_size(phase_dir) == 2
     assert tuple(header[:3]) == ((20240520, 1) if uint16 else (20240801, 7)) + (n * L + 1,)
     assert not header[3:].any()
     seams = 0
@@ -166,7 +174,7 @@ def test_llmc_one_source_phase_is_exact(tmp_path: Path) -> None:
     phase = make_phase(tmp_path, 1000, {"text": 1.0})
     want = packed(phase)
     res = export_phase(phase, tmp_path / "one", "llmc")
-    _, stream = read_llmc(tmp_path / "one.bin")
+    _, stream = read_llmc(tmp_path / "one_000000.bin")
     windows = np.lib.stride_tricks.sliding_window_view(stream, L + 1)[::L]
     assert res.seams == 0 and windows.shape == want.shape and (windows == want).all()
 
@@ -176,7 +184,7 @@ def test_llmc_ranks_see_the_sequence_loaders_batches(tmp_path: Path) -> None:
     are exactly SequenceLoader(global batch P*B, rank p, world P).batch(s)'s inputs."""
     phase = make_phase(tmp_path, 1000, MIX, tokens=4000)
     export_phase(phase, tmp_path / "r", "llmc")
-    _, stream = read_llmc(tmp_path / "r.bin")
+    _, stream = read_llmc(tmp_path / "r_000000.bin")
     procs, rows = 2, B // 2
     loaders = [SequenceLoader(open_phase(phase), procs * rows, rank=p, world_size=procs) for p in range(procs)]
     for s in range(len(loaders[0])):
@@ -185,6 +193,33 @@ def test_llmc_ranks_see_the_sequence_loaders_batches(tmp_path: Path) -> None:
             chunk = stream[start : start + rows * L + 1]
             inputs = chunk[:-1].reshape(rows, L)
             assert (inputs == loaders[p].batch(s)[:, :L].numpy()).all(), f"step {s} rank {p}"
+
+
+def test_llmc_files_of_whole_batches_read_as_llmc_does(tmp_path: Path) -> None:
+    """With a small ``llmc_file_tokens`` the export is several files, each of whole batches (its own header and
+    stream); reading them in name order the way llm.c's dataloader does (per file ``(ntok - 1) // (P*B*T)``
+    steps, process p at offset ``(step*P + p)*B*T``) gives, step after step, exactly the inputs of
+    SequenceLoader's batches for every rank, and every file's final window is its last sequence whole."""
+    phase = make_phase(tmp_path, 1000, MIX, tokens=4000)
+    want = packed(phase)
+    res = export_phase(phase, tmp_path / "f" / "train", "llmc", llmc_file_tokens=3 * B * L)
+    files = sorted((tmp_path / "f").glob("train_*.bin"))
+    assert len(files) == len(res.files) > 2 and [Path(p).name for p in res.files] == [f.name for f in files]
+    procs, rows = 2, B // 2
+    loaders = [SequenceLoader(open_phase(phase), procs * rows, rank=p, world_size=procs) for p in range(procs)]
+    step, first = 0, 0
+    for f in files:
+        header, stream = read_llmc(f)
+        n_seq = (len(stream) - 1) // L
+        assert n_seq % B == 0 and (stream[-(L + 1) :] == want[first + n_seq - 1]).all()
+        for s in range((len(stream) - 1) // (procs * rows * L)):
+            for p in range(procs):
+                start = (s * procs + p) * rows * L
+                inputs = stream[start : start + rows * L].reshape(rows, L)
+                assert (inputs == loaders[p].batch(step)[:, :L].numpy()).all(), f"{f.name} step {s} rank {p}"
+            step += 1
+        first += n_seq
+    assert step == len(loaders[0]) and first == len(want)
 
 
 def test_outputs_atomic_and_sidecar_checksums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,9 +254,9 @@ def test_cli_export_prints_checksums_and_refuses_damaged_phase(tmp_path: Path, c
     out = capsys.readouterr().out
     for name in ("d.ds", "d.ds.index", "d.ds.metadata"):
         assert f"xxh64 {xxhash.xxh64((tmp_path / 'cli' / name).read_bytes()).hexdigest()}" in out
-    raw = bytearray((phase / "tokens.npy").read_bytes())
+    raw = bytearray((phase / "00001.tokens.npy").read_bytes())
     raw[-1] ^= 0xFF
-    (phase / "tokens.npy").write_bytes(bytes(raw))
+    (phase / "00001.tokens.npy").write_bytes(bytes(raw))
     with pytest.raises(PackedDataError, match="checksum"):
         export_phase(phase, tmp_path / "bad" / "x", "llmc")
     assert main(["export", str(phase), "--format", "llmc", "--out", str(tmp_path / "bad" / "x")]) == 2

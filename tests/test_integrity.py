@@ -17,7 +17,7 @@ import pytest
 from mixlab.errors import CorruptOutputError
 from mixlab.pack.dataset import open_phase
 from mixlab.recipe import load_recipe
-from mixlab.shards import TokenShard
+from mixlab.shards import TokenShardSet
 from mixlab.stages import run
 from mixlab.tokenizer import TokenizerMismatch, load_tokenizer
 
@@ -75,14 +75,15 @@ def test_flipped_bytes_in_a_token_shard_are_refused_then_rebuilt(work: tuple[Pat
     """Two flipped bytes in a token shard: reading it through ``verified()`` raises, and a re-run rebuilds the
     shard (same bytes as before the damage) before packing reads it."""
     recipe, root = work
-    shard = TokenShard(next((root / "tokens").glob("text-*")))
-    original = (shard.path / "train_tokens.npy").read_bytes()
-    _flip(shard.path / "train_tokens.npy")
-    with pytest.raises(CorruptOutputError, match="train_tokens.npy"):
+    shard = TokenShardSet(next((root / "tokens").glob("text-*")))
+    block = shard.path / f"{shard.manifest.train_blocks[0].name}.train.tokens.npy"
+    original = block.read_bytes()
+    _flip(block)
+    with pytest.raises(CorruptOutputError, match=block.name):
         shard.verified()
     _repack(recipe, root)
     assert shard.problems() == []
-    assert (shard.path / "train_tokens.npy").read_bytes() == original
+    assert block.read_bytes() == original
 
 
 def test_an_edited_manifest_is_refused_then_repacked(work: tuple[Path, Path]) -> None:
@@ -104,12 +105,12 @@ def test_a_damaged_packed_file_is_refused_then_repacked(work: tuple[Path, Path])
     """A flipped byte in a packed phase's token file fails its checksum; the re-run re-packs identical bytes."""
     recipe, root = work
     phase_dir = next((root / "packed").glob("pretrain-*"))
-    original = (phase_dir / "tokens.npy").read_bytes()
-    _flip(phase_dir / "tokens.npy", (300,))
+    original = (phase_dir / "00000.tokens.npy").read_bytes()
+    _flip(phase_dir / "00000.tokens.npy", (300,))
     with pytest.raises(Exception, match="checksum"):
         open_phase(phase_dir)
     _repack(recipe, root)
-    assert (phase_dir / "tokens.npy").read_bytes() == original
+    assert (phase_dir / "00000.tokens.npy").read_bytes() == original
     assert open_phase(phase_dir).manifest.num_sequences > 0
 
 
@@ -123,7 +124,7 @@ def test_a_swapped_tokenizer_file_is_refused_and_retrained(work: tuple[Path, Pat
     a, b = lines[280].split(), lines[281].split()
     lines[280], lines[281] = f"{a[0]} {b[1]}", f"{b[0]} {a[1]}"
     ranks.write_text("\n".join(lines) + "\n")
-    info = TokenShard(next((root / "tokens").glob("code-*"))).tokenizer
+    info = TokenShardSet(next((root / "tokens").glob("code-*"))).tokenizer
     with pytest.raises(TokenizerMismatch, match="content hash"):
         load_tokenizer(info, near=root / "tokens")
     _repack(recipe, root)

@@ -1,21 +1,30 @@
-"""Packed phase files: exact composition recounted from disk, ledger across phases, atomicity, verified loading,
-resumable and rank-sharded batches."""
+"""Packed phase files: exact composition recounted from the shard files (per shard and in total), ledger across
+phases, atomicity and resumption, byte-identical output for any task count, verified loading, resumable and
+rank-sharded batches that straddle shards."""
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mixlab.inspect import audit_phase
+from mixlab.pack.blockorder import block_order, doc_order
 from mixlab.pack.dataset import PackedDataError, PackedDataset, SequenceLoader, open_phase
-from mixlab.pack.ledger import SourceTokens, locate
-from mixlab.pack.writer import pack_phase
+from mixlab.pack.ledger import MixtureError, SourceTokens, locate
+from mixlab.pack.manifest import MANIFEST, file_entry, shard_files
+from mixlab.pack.source import TokenSource
+from mixlab.pack.writer import PackIncomplete, pack_phase
 from mixlab.tokenizer import TokenizerInfo
 
 L, B = 8, 4
 HEADER = {"recipe_name": "t", "recipe_hash": "r" * 64, "pack_key": "k",
           "tokenizer": TokenizerInfo(kind="bpe", name="toy", hash="h" * 64, vocab_size=1000, eos_id=999)}
+MIX3 = {"text": 0.5, "code": 0.3, "synth": 0.2}
 
 
 def toy_sources() -> dict[str, SourceTokens]:
@@ -29,38 +38,157 @@ def toy_sources() -> dict[str, SourceTokens]:
     return out
 
 
-def pack(tmp: Path, name: str, mixture: dict[str, float], tokens: int, starts: dict[str, int], index: int = 0):
+@dataclass
+class BlockSource:
+    """A token shard set in memory: blocks of documents (the TokenSource protocol, as TokenShardSet has it)."""
+
+    name: str
+    blocks: list[tuple[np.ndarray, np.ndarray]]  # (tokens, lengths) per block
+    digest: str = "d"
+    fail_after: int | None = None  # raise on this many train_block calls (a task that dies)
+    calls: list[int] = field(default_factory=list)
+
+    def train_block_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([len(n) for _, n in self.blocks], dtype=np.int64),
+                np.array([len(t) for t, _ in self.blocks], dtype=np.int64))
+
+    def train_block(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append(i)
+        if self.fail_after is not None and len(self.calls) > self.fail_after:
+            raise OSError("simulated task failure")
+        return self.blocks[i]
+
+
+def block_source(name: str, blocks: int, seed: int, base: int = 0) -> BlockSource:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(blocks):
+        lengths = rng.integers(2, 25, size=int(rng.integers(1, 9))).astype(np.int64)
+        out.append(((base + rng.integers(0, 100, int(lengths.sum()))).astype(np.uint16), lengths))
+    return BlockSource(name, out)
+
+
+def reference_stream(src: BlockSource, seed: int, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ledger materialized the simple way: per epoch, blocks in block_order, documents in doc_order; with
+    the global document id (storage order) of every token."""
+    parts, docs = [], []
+    first_doc = np.cumsum([0] + [len(n) for _, n in src.blocks])
+    for e in range(epochs):
+        for b in block_order(len(src.blocks), seed, src.name, e):
+            tokens, lengths = src.blocks[b]
+            starts = np.cumsum(lengths) - lengths
+            for d in doc_order(len(lengths), seed, src.name, e, b):
+                parts.append(tokens[starts[d] : starts[d] + lengths[d]])
+                docs.append(np.full(lengths[d], first_doc[b] + d))
+    return np.concatenate(parts), np.concatenate(docs)
+
+
+def pack(tmp: Path, name: str, mixture: dict[str, float], tokens: int, starts: dict[str, int], index: int = 0,
+         sources: dict[str, TokenSource] | None = None, **kw):
     return pack_phase(tmp / name, phase=name, phase_index=index, requested_tokens=tokens, mixture=mixture,
-                      max_repeat=4.0, sources=toy_sources(), source_meta={}, starts=starts, seq_len=L,
-                      batch_size=B, seed=11, header=HEADER)
+                      max_repeat=kw.pop("max_repeat", 4.0), sources=sources or toy_sources(), source_meta={},
+                      starts=starts, seq_len=L, batch_size=B, seed=11, header=HEADER, **kw)
+
+
+def concatenated(folder: Path, kind: str) -> np.ndarray:
+    """A phase's stream read straight from its shard files (np.load, no mixlab reader)."""
+    m = json.loads((folder / MANIFEST).read_text())
+    return np.concatenate([np.load(folder / shard_files(j)[kind]) for j in range(len(m["shards"]))])
 
 
 def test_planned_equals_realized_recounted_from_disk(tmp_path: Path) -> None:
-    """Every source's realized tokens (from seq_source.npy on disk) equal its Hamilton plan, and the budget is
-    rounded down to whole batches."""
-    m = pack(tmp_path, "p", {"text": 0.5, "code": 0.3, "synth": 0.2}, tokens=1000, starts={})
+    """Every source's realized tokens (from the shards' source files on disk) equal its Hamilton plan, and the
+    budget is rounded down to whole batches."""
+    m = pack(tmp_path, "p", MIX3, tokens=1000, starts={}, shard_sequences=16)
     assert m.num_sequences == 1000 // (L * B) * B == 124
-    on_disk = np.load(tmp_path / "p" / "seq_source.npy")
+    on_disk = concatenated(tmp_path / "p", "source")
     for e in m.sources.values():
         assert int((on_disk == e.source_id).sum()) * L == e.realized_tokens == e.planned_tokens
     assert sum(e.planned_tokens for e in m.sources.values()) == m.planned_tokens
     assert m.max_prefix_deviation < 1.0
 
 
+def test_shard_files_recounted_per_shard_and_in_total(tmp_path: Path) -> None:
+    """Each shard's manifest entry holds [first, last) and per-source counts equal to a bincount of that shard's
+    source file; shards tile [0, N); the audit recounts the same and flags a shard whose file was rewritten
+    (with a re-sealed manifest whose checksums match the new bytes)."""
+    m = pack(tmp_path, "p", MIX3, tokens=1000, starts={}, shard_sequences=16)
+    folder = tmp_path / "p"
+    assert [s.first for s in m.shards] == list(range(0, 124, 16))
+    assert m.shards[-1].last == 124 and all(a.last == b.first for a, b in zip(m.shards[:-1], m.shards[1:], strict=True))
+    totals = dict.fromkeys(m.sources, 0)
+    for j, shard in enumerate(m.shards):
+        ids = np.load(folder / shard_files(j)["source"])
+        assert len(ids) == shard.last - shard.first == np.load(folder / shard_files(j)["tokens"]).shape[0]
+        for s, e in m.sources.items():
+            assert shard.sequences[s] == int((ids == e.source_id).sum())
+            totals[s] += shard.sequences[s]
+    assert {s: n * L for s, n in totals.items()} == {s: e.realized_tokens for s, e in m.sources.items()}
+    assert audit_phase(folder)["ok"]
+
+    path = folder / shard_files(2)["source"]
+    ids = np.load(path)
+    ids[[0, 1]] = ids[[1, 0]] if ids[0] != ids[1] else ids[[0, 2]]  # two sequences of shard 2 relabelled
+    ids[0] = (ids[0] + 1) % 3
+    np.save(path, ids)
+    edited = m.model_copy(update={"files": {**m.files, path.name: file_entry(path)}}).seal()
+    (folder / MANIFEST).write_text(edited.model_dump_json(indent=2))
+    audit = audit_phase(folder)
+    assert not audit["ok"] and audit["bad_shards"] == [2]
+
+
+def test_same_bytes_for_one_and_three_tasks(tmp_path: Path) -> None:
+    """The shard files and manifest do not depend on the task count: 1 task in-process and 3 datatrove tasks
+    on the local executor (2 worker processes) write byte-identical files."""
+    a = pack(tmp_path, "a", MIX3, tokens=1000, starts={}, shard_sequences=10)
+    b = pack(tmp_path, "b", MIX3, tokens=1000, starts={}, shard_sequences=10, tasks=3, workers=2)
+    assert len(a.shards) == 13 and a.files == b.files
+    assert a.model_dump(exclude={"phase", "digest"}) == b.model_dump(exclude={"phase", "digest"})
+    for name in a.files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted([*a.files, MANIFEST])
+    assert not list(tmp_path.glob(".*"))  # no staging folder, no datatrove logs left behind
+
+
+def test_phase_spanning_epochs_and_blocks_equals_materialized_reference(tmp_path: Path) -> None:
+    """Multi-block sources read over several epochs and two phases: every sequence equals the window of the
+    simply materialized ledger (blocks in block_order, documents in doc_order, epoch after epoch) at the
+    position it records, and locate() names the document holding that token."""
+    sources = {"a": block_source("a", 5, 1, 100), "b": block_source("b", 3, 2, 300)}
+    supply = {s: int(src.train_block_counts()[1].sum()) for s, src in sources.items()}
+    m1 = pack(tmp_path, "one", {"a": 0.6, "b": 0.4}, tokens=64 * L, starts={}, sources=sources,
+              shard_sequences=7, max_repeat=20.0)
+    starts = {s: e.ledger_end for s, e in m1.sources.items()}
+    m2 = pack(tmp_path, "two", {"a": 0.3, "b": 0.7}, tokens=96 * L, starts=starts, index=1, sources=sources,
+              shard_sequences=7, max_repeat=20.0)
+    assert max(len(e.epochs_touched) for e in m2.sources.values()) >= 2
+    for m, folder in ((m1, tmp_path / "one"), (m2, tmp_path / "two")):
+        phase = open_phase(folder)
+        for s, e in m.sources.items():
+            ref, ref_docs = reference_stream(sources[s], 11, e.ledger_end // supply[s] + 2)
+            rows = np.flatnonzero(np.asarray(phase.seq_source) == e.source_id)
+            positions = phase.seq_position[rows]
+            assert positions[0] == e.ledger_start and (np.diff(positions) == L).all()
+            for i, p in zip(rows, positions, strict=True):
+                assert (phase.tokens[i] == ref[p : p + L + 1]).all()
+            for p in positions[:: max(1, len(positions) // 8)]:
+                assert locate(sources[s], 11, int(p)) == (p // supply[s], ref_docs[p])
+
+
 def test_each_sequence_holds_tokens_of_its_source_only(tmp_path: Path) -> None:
     """A sequence never mixes sources: all L+1 tokens come from the source its sidecar names, at the ledger
     position it records."""
-    pack(tmp_path, "p", {"text": 0.5, "code": 0.5}, tokens=800, starts={})
+    pack(tmp_path, "p", {"text": 0.5, "code": 0.5}, tokens=800, starts={}, shard_sequences=9)
     phase = open_phase(tmp_path / "p")
     srcs = toy_sources()
-    positions = np.load(tmp_path / "p" / "seq_position.npy")
     for i in range(phase.manifest.num_sequences):
         name = phase.source_names[phase.seq_source[i]]
         expected = 100 * (["text", "code", "synth"].index(name) + 1)
         assert ((phase.tokens[i] // 100) * 100 == expected).all()
-        epoch, doc = locate(srcs[name], 11, int(positions[i]))
+        pos = int(phase.seq_position[i])
+        epoch, doc = locate(srcs[name], 11, pos)
         stream = srcs[name].epoch_stream(11, epoch)
-        assert phase.tokens[i][0] == stream[positions[i] - epoch * srcs[name].num_tokens]
+        assert phase.tokens[i][0] == stream[pos - epoch * srcs[name].num_tokens]
         assert 0 <= doc < len(srcs[name].doc_ends)
 
 
@@ -71,26 +199,57 @@ def test_second_phase_continues_the_ledger(tmp_path: Path) -> None:
     starts = {s: e.ledger_end for s, e in m1.sources.items()}
     m2 = pack(tmp_path, "b", {"text": 1.0}, tokens=320, starts=starts, index=1)
     assert m2.sources["text"].ledger_start == m1.sources["text"].ledger_end
-    first = np.load(tmp_path / "a" / "seq_position.npy")[np.load(tmp_path / "a" / "seq_source.npy") == 0]
-    second = np.load(tmp_path / "b" / "seq_position.npy")
+    first = concatenated(tmp_path / "a", "position")[concatenated(tmp_path / "a", "source") == 0]
+    second = concatenated(tmp_path / "b", "position")
     assert second.min() == first.max() + L
 
 
 def test_impossible_mix_fails_before_writing(tmp_path: Path) -> None:
-    """Asking a tiny source for more than max_repeat epochs raises and leaves no phase folder behind."""
-    from mixlab.pack.ledger import MixtureError
-
+    """Asking a tiny source for more than max_repeat epochs raises and leaves no phase or staging folder."""
     with pytest.raises(MixtureError, match="synth"):
         pack(tmp_path, "p", {"text": 0.5, "synth": 0.5}, tokens=3000, starts={})
+    assert not list(tmp_path.iterdir())
+
+
+def test_killed_pack_resumes_without_redoing_finished_shards(tmp_path: Path) -> None:
+    """A shard task that dies leaves no phase folder (the loader refuses it) but keeps the shards finished
+    before it; the rerun writes only the missing shards (finished files untouched: same inode and mtime) and
+    gives the same bytes as an uninterrupted pack."""
+    sources = {"a": block_source("a", 6, 3, 100), "b": block_source("b", 4, 4, 300)}
+    clean = pack(tmp_path, "clean", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=sources,
+                 shard_sequences=8, max_repeat=20.0)
+    flaky = {"a": sources["a"], "b": BlockSource("b", sources["b"].blocks, fail_after=3)}
+    with pytest.raises(OSError, match="simulated"):
+        pack(tmp_path, "p", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=flaky, shard_sequences=8,
+             max_repeat=20.0, tasks=3)
+    staging = tmp_path / ".p.partial"
+    assert not (tmp_path / "p").exists() and staging.is_dir()
+    done = sorted(int(p.name[1:6]) for p in staging.glob(".*.done.json"))
+    assert 0 < len(done) < len(clean.shards)
+    before = {j: os.stat(staging / shard_files(j)["tokens"]) for j in done}
+    resumed = pack(tmp_path, "p", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=sources,
+                   shard_sequences=8, max_repeat=20.0, tasks=3)
+    for j, st in before.items():
+        after = os.stat(tmp_path / "p" / shard_files(j)["tokens"])
+        assert (after.st_ino, after.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert resumed.files == clean.files and not staging.exists()
+
+
+def test_failed_task_is_reported_by_the_executor(tmp_path: Path) -> None:
+    """On datatrove's executor a failing shard task surfaces as an error and no phase folder appears."""
+    sources = {"a": BlockSource("a", block_source("a", 4, 5).blocks, fail_after=0)}
+    with pytest.raises((OSError, PackIncomplete)):
+        pack(tmp_path, "p", {"a": 1.0}, tokens=32 * L, starts={}, sources=sources, shard_sequences=8,
+             max_repeat=20.0, tasks=2, workers=2)
     assert not (tmp_path / "p").exists()
 
 
 def test_loader_refuses_damaged_or_mismatched_folders(tmp_path: Path) -> None:
-    """No manifest, a truncated or corrupted file, or a different tokenizer: each refused with a clear error."""
-    pack(tmp_path, "p", {"text": 1.0}, tokens=320, starts={})
+    """No manifest, a truncated or corrupted shard file, or a different tokenizer: each refused clearly."""
+    pack(tmp_path, "p", {"text": 1.0}, tokens=320, starts={}, shard_sequences=4)
     with pytest.raises(PackedDataError, match="tokenizer"):
         open_phase(tmp_path / "p", tokenizer_hash="x" * 64)
-    tokens = tmp_path / "p" / "tokens.npy"
+    tokens = tmp_path / "p" / shard_files(1)["tokens"]
     raw = bytearray(tokens.read_bytes())
     raw[-1] ^= 0xFF
     tokens.write_bytes(bytes(raw))
@@ -98,6 +257,9 @@ def test_loader_refuses_damaged_or_mismatched_folders(tmp_path: Path) -> None:
         open_phase(tmp_path / "p")
     tokens.write_bytes(bytes(raw[:-2]))
     with pytest.raises(PackedDataError, match="expected"):
+        open_phase(tmp_path / "p")
+    tokens.unlink()
+    with pytest.raises(PackedDataError, match="missing"):
         open_phase(tmp_path / "p")
     (tmp_path / "p" / "manifest.json").unlink()
     with pytest.raises(PackedDataError, match="no manifest.json"):
@@ -107,7 +269,7 @@ def test_loader_refuses_damaged_or_mismatched_folders(tmp_path: Path) -> None:
 def test_loader_resume_and_rank_shards(tmp_path: Path) -> None:
     """Resuming from a saved state yields exactly the remaining batches; the ranks' slices of a step
     concatenate to that step's global batch."""
-    pack(tmp_path, "p", {"text": 0.6, "code": 0.4}, tokens=2000, starts={})
+    pack(tmp_path, "p", {"text": 0.6, "code": 0.4}, tokens=2000, starts={}, shard_sequences=6)
     phase = open_phase(tmp_path / "p")
     full = list(SequenceLoader(phase, B))
     assert len(full) == phase.manifest.num_sequences // B
@@ -127,8 +289,26 @@ def test_loader_resume_and_rank_shards(tmp_path: Path) -> None:
     assert (ds[3].numpy() == phase.tokens[3]).all() and ds.source_of(3) in ("text", "code")
 
 
+def test_loader_straddling_shards_equals_the_concatenated_stream(tmp_path: Path) -> None:
+    """With shards of 7 sequences and batches of 4, batches straddle shard boundaries; every batch, every rank
+    slice, single rows, strided and fancy indexing equal the concatenation of the shard files."""
+    pack(tmp_path, "p", MIX3, tokens=1200, starts={}, shard_sequences=7)
+    phase = open_phase(tmp_path / "p")
+    want = concatenated(tmp_path / "p", "tokens").astype(np.int64)
+    batches = list(SequenceLoader(phase, B))
+    assert any((s * B) // 7 != (s * B + B - 1) // 7 for s in range(len(batches)))  # some batch straddles
+    assert (np.concatenate([b.numpy() for b in batches]) == want[: len(batches) * B]).all()
+    for r in range(2):
+        for s, b in enumerate(SequenceLoader(phase, B, rank=r, world_size=2)):
+            assert (b.numpy() == want[s * B + r * 2 : s * B + r * 2 + 2]).all()
+    idx = np.array([0, 6, 7, 20, 13, len(want) - 1])
+    assert (phase.tokens[idx] == want[idx]).all() and (phase.tokens[5:30:3] == want[5:30:3]).all()
+    assert (phase.tokens[3:19, :2] == want[3:19, :2]).all() and (phase.tokens[-1] == want[-1]).all()
+    assert (np.asarray(phase.seq_source) == concatenated(tmp_path / "p", "source")).all()
+
+
 def test_same_inputs_same_bytes(tmp_path: Path) -> None:
     """Packing is deterministic: the same inputs give byte-identical files."""
-    a = pack(tmp_path, "a", {"text": 0.5, "code": 0.3, "synth": 0.2}, tokens=900, starts={})
-    b = pack(tmp_path, "b", {"text": 0.5, "code": 0.3, "synth": 0.2}, tokens=900, starts={})
+    a = pack(tmp_path, "a", MIX3, tokens=900, starts={})
+    b = pack(tmp_path, "b", MIX3, tokens=900, starts={})
     assert {k: v.xxh64 for k, v in a.files.items()} == {k: v.xxh64 for k, v in b.files.items()}

@@ -385,3 +385,168 @@ def test_stackexchange_broken_xml_keeps_earlier_questions(tmp_path):
     docs, stats = read_all(StackExchangeReader(str(tmp_path)))
     assert len(docs) == 1 and dropped(stats) == {"corrupt_xml": 1}
     assert_accounted(docs, stats)
+
+
+# ---------------------------------------------------------------- control characters (every reader)
+
+ANSI_LOG = b"\x1b[1;31mERROR\x1b[0m build failed at step 3\r\n\tretrying\x07 in 5s\x0c\n"  # a terminal log line
+
+
+def test_clean_controls_strips_counts_and_detects_binary():
+    """Strip removes C0 (but tab/LF/CR, and form feed unless asked), DEL and C1 controls and counts them; text
+    whose controls + U+FFFD exceed the binary fraction is None (binary); keep mode returns the text as read."""
+    from mixlab.sources.base import clean_controls
+
+    log = ANSI_LOG.decode()
+    assert clean_controls(log) == (log.replace("\x1b", "").replace("\x07", ""), 3)
+    assert clean_controls(log, keep_form_feed=False)[1] == 4
+    assert clean_controls("x\u0085y\x7fz\x9f" + "w" * 40) == ("xyz" + "w" * 40, 3)
+    assert clean_controls(log, mode="keep") == (log, 0)
+    assert clean_controls("plain\ttext\r\nwith é and 中文") == ("plain\ttext\r\nwith é and 中文", 0)
+    utf16 = "a real sentence in UTF-16".encode("utf-16-le").decode("utf-8")  # every other char a NUL
+    assert clean_controls(utf16) is None and clean_controls(utf16, mode="keep") is None
+    assert clean_controls(utf16, max_binary_fraction=0.6) == ("a real sentence in UTF-16", 25)
+    sample = Path(__file__).resolve().parents[1] / "mixlab/sample/data/commits/commits.jsonl.zst"
+    assert clean_controls(sample.read_bytes()[:4096].decode("utf-8", "replace")) is None  # compressed bytes
+
+
+def test_control_chars_in_jsonl_and_parquet_readers(tmp_path):
+    """NUL and other controls (JSON \\u escapes in JSONL, raw bytes in parquet) are removed and counted in
+    control_chars_removed; binary documents are dropped as binary; keep mode leaves the text as read."""
+    lines = [
+        orjson.dumps({"text": ANSI_LOG.decode(), "meta": {"redpajama_set_name": "RedPajamaC4"}}),
+        orjson.dumps({"text": "null\u0000byte in the middle of a sentence"}),
+        orjson.dumps({"text": "x".encode("utf-16-le").decode() * 50}),
+        orjson.dumps({"text": "\u0000\u0001\u0002"}),
+    ]
+    write_zst(tmp_path / "sp" / "a.jsonl.zst", b"\n".join(lines) + b"\n")
+    docs, stats = read_all(SlimPajamaReader(str(tmp_path / "sp")))
+    assert [d.text for d in docs] == [
+        "[1;31mERROR[0m build failed at step 3\r\n\tretrying in 5s\x0c\n",
+        "nullbyte in the middle of a sentence",
+    ]
+    assert stats["control_chars_removed"] == 4 and stats["docs_control_chars_stripped"] == 2
+    assert dropped(stats) == {"binary": 2}
+    assert_accounted(docs, stats)
+    kept, kept_stats = read_all(SlimPajamaReader(str(tmp_path / "sp"), control_chars="keep"))
+    assert kept[1].text == "null\u0000byte in the middle of a sentence" and "control_chars_removed" not in kept_stats
+
+    png_like = bytes(range(256)) * 4  # every byte value: what a binary file committed to a repository holds
+    write_stack(tmp_path / "stack" / "train.parquet", [
+        {"content": b"int main(void) {\x00\n  return 0;\x0c\n}\n", "lang": "C", "ext": "c"},
+        {"content": png_like.decode("latin-1").encode()},
+        {"content": png_like.decode("utf-8", "replace").encode()},
+    ])  # fmt: skip
+    docs, stats = read_all(StackReader(str(tmp_path / "stack")))
+    assert [d.text for d in docs] == ["int main(void) {\n  return 0;\x0c\n}\n"]
+    assert stats["control_chars_removed"] == 1 and dropped(stats) == {"binary": 2}
+    docs, _ = read_all(StackReader(str(tmp_path / "stack"), keep_form_feed=False))
+    assert docs[0].text == "int main(void) {\n  return 0;\n}\n"
+
+
+# ---------------------------------------------------------------- GitHub issues
+
+ISSUES_SAMPLE = Path(__file__).resolve().parents[1] / "mixlab/sample/data/issues"
+
+
+def issue_row(events: list[dict], **extra) -> dict:
+    return {"repo": "octo/cat", "org": "octo", "issue_id": 7, "issue_number": 3, "pull_request": None,
+            "events": events, **extra}  # fmt: skip
+
+
+def ev(author: str, text: str, action: str = "created", **extra) -> dict:
+    return {"action": action, "author": author, "text": text, **extra}
+
+
+def test_thread_text_is_title_then_each_post_with_author():
+    """A thread renders as its title, then 'author: text' per post in order; events without text (closed,
+    labeled) are not posts; the raw dump's comment/description fields are read when text is absent."""
+    from mixlab.sources.issues import thread_posts, thread_title, thread_to_text
+
+    row = issue_row([
+        {"action": "opened", "author": "alice", "title": "Crash on empty input", "description": "It crashes.\n"},
+        ev("bob", "  Can you share the traceback?  "),
+        ev("alice", "", action="closed"),
+        {"action": "created", "author": "alice", "comment": "Fixed in #4, thanks."},
+    ])  # fmt: skip
+    posts, bots = thread_posts(row)
+    assert bots == 0
+    assert thread_to_text(thread_title(row, row["events"]), posts) == (
+        "Crash on empty input\n\nalice: It crashes.\n\nbob: Can you share the traceback?\n\n"
+        "alice: Fixed in #4, thanks."
+    )
+
+
+def test_bot_posts_removed_and_empty_threads_dropped_with_reasons():
+    """Bot posts (known accounts, [bot] names, -ci/bot suffixes, extra names) are removed and counted; a thread of
+    bots only is bot_only, one without any text is empty_thread, a row without events is missing_field."""
+    from mixlab.sources.issues import is_bot, thread_posts
+
+    assert all(map(is_bot, ["dependabot[bot]", "codecov-io", "pylint-bot", "travis-ci", "my-org-ci"]))
+    assert not any(map(is_bot, ["sigmavirus24", "bboe", "robotics-fan"]))
+    row = issue_row([ev("alice", "Bug.", "opened"), ev("codecov-io", "Coverage 91%"), ev("carol", "Same here")])
+    assert thread_posts(row) == ([("alice", "Bug."), ("carol", "Same here")], 1)
+    assert thread_posts(row, drop_bots=False)[1] == 0
+    assert thread_posts(row, bot_authors=["carol"]) == ([("alice", "Bug.")], 2)
+    assert thread_posts(issue_row([ev("stale[bot]", "Closing.", "opened")])) == Skip("bot_only")
+    assert thread_posts(issue_row([ev("alice", "", "opened", title="Title only")])) == Skip("empty_thread")
+    assert thread_posts({"repo": "a/b"}) == Skip("missing_field")
+
+
+def test_issue_reader_on_the_embedded_sample():
+    """The embedded threads (github3.py's recorded API responses) are all accounted for: 204 kept, 18 title-only
+    threads dropped as empty_thread, 2 threads of a bot account as bot_only; documents are id'd repo#number."""
+    from mixlab.sources.issues import IssueReader
+
+    docs, stats = read_all(IssueReader(str(ISSUES_SAMPLE)))
+    assert_accounted(docs, stats)
+    assert stats["records_in"] == 224 and dropped(stats) == {"empty_thread": 18, "bot_only": 2}
+    assert stats["bot_events_removed"] == 2
+    by_id = {d.id: d for d in docs}
+    thread = by_id["sigmavirus24/github3.py#187"]
+    assert thread.metadata["n_events"] == 4 and thread.metadata["issue_number"] == 187
+    posts = thread.text.split("\n\n")
+    assert posts[0] == "Document two factor auth" and posts[1].startswith("sigmavirus24: https://twitter.com/")
+    assert posts[3].startswith("esacteksab: Note to self")
+    assert sum(d.metadata["pull_request"] for d in docs) > 0
+    assert all(d.metadata["source_kind"] == "issues" for d in docs)
+
+
+def test_issue_reader_parquet_equals_jsonl_and_masks_usernames(tmp_path):
+    """The Hub's parquet layout gives the same documents as JSONL; mask_usernames replaces authors and their
+    mentions by username_<i>; include_pull_requests=False drops pull requests as pull_request."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mixlab.sources.issues import IssueReader
+
+    rows = [
+        issue_row([ev("alice", "Bug in parser.", "opened", title="Parser bug"), ev("bob", "@alice which version?")]),
+        issue_row([ev("carol", "Adds a test.", "opened", title="Add test")], issue_number=4,
+                  pull_request={"number": 4, "repo": "octo/cat", "user_login": "carol"}),
+    ]  # fmt: skip
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "a.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p" / "a.parquet")
+    from_jsonl, _ = read_all(IssueReader(str(tmp_path / "j")))
+    from_parquet, stats = read_all(IssueReader(str(tmp_path / "p")))
+    assert [(d.id, d.text, d.metadata) for d in from_jsonl] == [(d.id, d.text, d.metadata) for d in from_parquet]
+    assert_accounted(from_parquet, stats)
+    masked, _ = read_all(IssueReader(str(tmp_path / "j"), mask_usernames=True))
+    assert masked[0].text == "Parser bug\n\nusername_0: Bug in parser.\n\nusername_1: @username_0 which version?"
+    no_pr, stats = read_all(IssueReader(str(tmp_path / "j"), include_pull_requests=False))
+    assert len(no_pr) == 1 and dropped(stats) == {"pull_request": 1}
+
+
+def test_issues_curation_pipeline_accounts_for_every_thread(tmp_path):
+    """run_curation with IssueOptions (the recipe kind `issues`) keeps the sample's threads of >= 200 characters
+    and accounts for every record; bot posts removed appear among the notes."""
+    from mixlab.curate.pipeline import run_curation
+    from mixlab.recipe.sources import IssueOptions
+
+    stats = run_curation(IssueOptions(), str(ISSUES_SAMPLE), str(tmp_path / "out"))
+    assert stats["complete"] and stats["docs_in"] == 224
+    assert stats["docs_in"] == stats["docs_kept"] + sum(stats["dropped_by_reason"].values())
+    assert {"empty_thread", "bot_only", "too_short"} <= set(stats["dropped_by_reason"])
+    assert stats["notes"]["bot_events_removed"] == 2

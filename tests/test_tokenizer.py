@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import zstandard
 
-from mixlab.shards import EncodingRef, TokenShard, tokenize_source
+from mixlab.shards import EncodingRef, TokenShardSet, doc_key, heldout_threshold
+from mixlab.tokenize_steps import tokenize_source
 from mixlab.tokenizer import (
     MAX_RUN,
     encode_document,
@@ -80,16 +81,22 @@ def test_token_shard_split_boundaries_and_worker_invariance(tmp_path: Path) -> N
     """Held-out docs are chosen by id hash; every document ends in EOS; 1 and 2 workers give identical bytes."""
     write_docs(tmp_path / "docs")
     spec = EncodingRef(tokenizer_info(named_encoding("cl100k_base"), "tiktoken"))
-    one = tokenize_source(tmp_path / "docs", tmp_path / "one", spec, heldout_docs=5, seed=3, workers=1)
-    two = tokenize_source(tmp_path / "docs", tmp_path / "two", spec, heldout_docs=5, seed=3, workers=2)
-    for f in ("train_tokens.npy", "train_doc_ends.npy", "heldout_tokens.npy", "heldout_doc_ends.npy"):
-        assert (one.path / f).read_bytes() == (two.path / f).read_bytes(), f
-    meta = one.meta
-    assert meta["documents"] == 40 and meta["heldout_documents"] == 5
-    tokens, doc_ends = one.train_arrays()
+    kw = {"source": "text", "seed": 3, "heldout_fraction": 5 / 40}
+    one = tokenize_source(tmp_path / "docs", tmp_path / "one", spec, workers=1, **kw)
+    two = tokenize_source(tmp_path / "docs", tmp_path / "two", spec, tasks=2, workers=2, **kw)
+    assert sorted(p.name for p in one.path.iterdir()) == sorted(p.name for p in two.path.iterdir())
+    for f in one.path.iterdir():
+        assert f.read_bytes() == (two.path / f.name).read_bytes(), f.name
+    meta = one.manifest
+    threshold = heldout_threshold(5 / 40)
+    held = sum(doc_key(f"doc-{i}", 3) < threshold for i in range(40))
+    assert meta.documents == 40 and meta.heldout_documents == held > 0
     eot = named_encoding("cl100k_base").eot_token
-    assert (np.asarray(tokens)[doc_ends - 1] == eot).all()
-    assert int(doc_ends[-1]) == meta["train_tokens"]
+    docs, tokens = one.train_block_counts()
+    for i in range(len(docs)):
+        block, lengths = one.train_block(i)
+        assert (np.asarray(block)[np.cumsum(lengths) - 1] == eot).all()
+    assert int(tokens.sum()) == meta.train_tokens and int(docs.sum()) == 40 - held
     assert one.tokenizer == spec.info and one.tokenizer.eos_id == eot == 100257
-    held = TokenShard(one.path).heldout_sequences(seq_len=8, max_sequences=3)
-    assert held.shape == (3, 9)
+    held_seqs = TokenShardSet(one.path).heldout_sequences(seq_len=8, max_sequences=3)
+    assert held_seqs.shape == (3, 9)

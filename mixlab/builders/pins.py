@@ -46,11 +46,27 @@ DEBIAN: dict[str, Package] = {p.name: p for p in (
     _deb("rust-src", "1.63.0+dfsg1-2", "410b8c6d464cabbe5fb3154ab8c3d374980dd597fbe7e3b7bb3ed8dd1bf11e25"),
     _deb("swi-prolog-core", "9.0.4+dfsg-2", "6a6cf6baf16a912311badee31b184d5678f5a8b223fe71601ce6d96853da9c70"),
     _deb("tcllib", "1.21+dfsg-1", "6bf4cbb66b52d47dcf02e8de4469597d25dc475668d49f8b7f3f3135e3eb2d08"),
+    # the code-in-text detector's held-out test set (mixlab.builders.detector_heldout)
+    _deb("base-files", "12.4+deb12u15", "3eb1ea6d85488f488cc2a163b98ad640ef88cee4c79287cf14e361aaf6206f47"),
+    _deb("bash-completion", "1:2.11-6", "8f79fbfae64b85ea54f63c6db688f2cd8cb079f40b6164f8b1f9451e37790549"),
+    _deb("elpa-dash", "2.19.1+git20220608.1.0ac1ecf+dfsg-1", "a08d1604f7230841210e4899cd86985bd82a166a8ca944650a7f6887868fa0ab"),
+    _deb("fortunes", "1:1.99.1-7.3", "41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5"),
+    _deb("golang-github-pkg-errors-dev", "0.9.1-2", "87227544904795f81d8c660b7854045a1ef78d5c690993bb4a0c43e05104ca64"),
+    _deb("libfmt-dev", "9.1.0+ds1-2", "c8fa00dd0269e6eda9fd06668df3d720de4b5a1f647dcd3c6e0ba63f0cbf2150"),
+    _deb("librust-either-dev", "1.6.1-1", "2121396d02d07eefa389929ae695533bfc996fd5f9022b6f1b9305bf7ba7a129"),
+    _deb("libtry-tiny-perl", "0.31-2", "6ab33d9ead6f7608aee27537d6052a6b071a3915c8d4e0eae8e092bf2d5ce257"),
+    _deb("logrotate", "3.21.0-1", "4e6acd31f55af85b2f12bd61a636c84e19fc1d0f419540b71bbe8aba6985aa32"),
+    _deb("php-psr-log", "1.1.4-2", "737d70a65a1bfa16ea8b09892592d35824171729d3f781a7c32250e5b28416d7"),
+    _deb("ruby-rack", "2.2.22-0+deb12u2", "7ba26a66f6981b48ac604c9b829de51bdfc5d5ec8f329cf823b0aab72f718354"),
+    _deb("yamllint", "1.29.0-1", "8ed6ca15e4e6302b9a951cc1d2bb2d4d7e97561abc4a64a8919eaedbf2ac539d"),
 )}
 PYGMENTS = Package("pypi", "pygments", "2.18.0", "786ff802f32e91311bff3889f6e9a86e81505fe99f2735bb6d60ae0c5004f199", "sdist")
 CLICK = Package("pypi", "click", "8.1.7", "ca9853ad459e787e2192211578cc907e7594e294c7ccc834310722b41b9ca6de", "sdist")
 GENSIM = Package(  # the wheel, for its test data (an enwiki excerpt, the Lee news corpus)
     "pypi", "gensim", "4.3.3", "d662bf96e3d741b6ab61a54be842a7cbf5e45193008b2f4225c758cafd7f9cdc", "wheel"
+)
+GITHUB3 = Package(  # the sdist, for its recorded GitHub API responses (tests/cassettes): real issue threads
+    "pypi", "github3.py", "4.0.1", "30d571076753efc389edc7f9aaef338a4fcb24b54d8968d5f39b1342f45ddd36", "sdist"
 )
 EVALS = Package("pypi", "evals", "3.0.1.post1", "0abcb2051303500784b1641a6e4f6b813ed43ad64f879a37d344a6774eb8eb78", "wheel")
 BIGBENCH = Package(  # a 358 MB sdist
@@ -58,4 +74,14 @@ BIGBENCH = Package(  # a 358 MB sdist
 )
 BOOTSTRAP = Package("npm", "bootstrap", "5.3.3", "38cee936dbd80138de6775683149f22e9226fc2d654392337a921f53000c789e")
 RXJS = Package("npm", "rxjs", "7.8.1", "c532167725ab7d085123209156c93cef22f2479cb9c8527060f1cd903aa9d149")
+HELDOUT_NPM: dict[str, Package] = {p.name: p for p in (  # the detector's held-out test set
+    Package("npm", "commander", "12.1.0", "56affc6ddafe486f94b428ae2823d059cf60d4dae2f33eaaf1b1ec4306f73173"),
+    Package("npm", "express", "4.21.2", "fc43a91e7dc7affb53c6ad7123a4f35485ed3c45226ae7a3847b7738e783e008"),
+    Package("npm", "js-yaml", "4.1.0", "0dae332559cf22b21c26ea70e732afd8303ff99412f9c3d9d209faa8882cf2ca"),
+)}
+HELDOUT_PYPI: dict[str, Package] = {p.name: p for p in (  # sdists, the detector's held-out test set
+    Package("pypi", "tomli", "2.0.1", "de526c12914f0c550d15924c62d72abc48d6fe7364aa87328337a31007fe8a4f", "sdist"),
+    Package("pypi", "sqlparse", "0.5.1", "bb6b4df465655ef332548e24f08e205afc81b9ab86cb1c45657a7ff173a3a00e", "sdist"),
+    Package("pypi", "attrs", "24.2.0", "5cfb1b9148b5b086569baec03f20d7b6bf3bcacc9a42bebf87ffaaca362f6346", "sdist"),
+)}
 # fmt: on

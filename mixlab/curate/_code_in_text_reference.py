@@ -19,6 +19,8 @@ def line_score(line: str) -> int:
     s = line.strip()
     if "`" in s:  # Markdown inline code spans are prose's quotations of code
         s = R.INLINE_CODE.sub("x", s) or "x"
+    if "](" in s:  # Markdown links [text](url) are prose markup
+        s = R.MD_LINK.sub("x", s) or "x"
     n = len(s)
     score = 0
     last = s[-1]
@@ -27,6 +29,8 @@ def line_score(line: str) -> int:
         score += 2
     elif last in "([\\" or s.endswith((" do", " then", " =", "&&", "||")):
         score += 1
+    elif last == "," and R.KEY_VALUE.match(s):  # an entry of a hash / dict / map literal
+        score += 2
     if R.KEYWORD_START.match(s):
         score += 2
     if R.OPERATORS.search(s):
@@ -64,6 +68,8 @@ def line_score(line: str) -> int:
         score -= 2
     if stop >= 2 and stop * 5 >= alpha:
         score -= 2 if stop >= 4 else 1
+    if R.SENTENCE.match(s):  # plain words and sentence punctuation only (verse ending with ";")
+        score -= 2
     if "\\" in s and R.LATEX.search(s) and not s.endswith(";"):
         score -= 3
     return score

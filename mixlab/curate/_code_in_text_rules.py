@@ -34,8 +34,22 @@ KEYWORD_START = re.compile(
     r"-(?:module|export|define|include|record|spec|type)\(|"
     r":- |[a-z]\w*\(.*\)\s*(?::-|->)|(?:then|do|begin|end\w*|elsif|esac|unless|until)$|"
     r"(?:CREATE|ALTER|DROP|GRANT|REVOKE|DECLARE|BEGIN|COMMIT)\b|subroutine |program \w|use \w|require\b|"
-    r"[\w.]+\s*<-\s|[\w.]+\s*:=\s|\w+!\()"
+    r"[\w.]+\s*<-\s|[\w.]+\s*:=\s|\w+!\(|"
+    # configuration and data formats: JSON keys, INI/TOML sections, YAML keys with an empty or one-word value
+    r"\"[^\"]*\"\s*:\s*(?:[\[{\"\d-]|true|false|null|$)|\[[A-Za-z_][\w.\- \"]*\]$|"
+    r"[A-Za-z_][\w.\-]*:(?:\s+[^\s#]+)?$|"
+    # one-line SQL and shell commands, C/C++ declarations without braces
+    r"(?:WITH|DELETE FROM|INSERT INTO|TRUNCATE|EXPLAIN|VACUUM)\s|"
+    r"(?:sudo|apt-get|apt|pip3?|npm|npx|yarn|pnpm|git|docker|kubectl|curl|wget|chmod|chown|mkdir|cargo|gem|"
+    r"bundle|brew|tar|make|cmake|ssh|scp|rsync|systemctl|ln|rm|cp|mv|ls|cat|grep|sed|awk|find|touch)"
+    r" +(?:-|[\w./~$]+(?: |$))|"
+    r"template\s*<|typename |inline |virtual |constexpr |extern |typedef |explicit |friend |operator\W|"
+    r"(?:void|int|char|bool|auto|double|float|long|unsigned|size_t|std::\w+)\s*[*&]*\s*\w+\s*[(=;,\[])"
 )
+# a key => value or key: value entry of a hash/dict/map literal, ending with a comma (Ruby, Perl, PHP, JS, Python)
+KEY_VALUE = re.compile(r"(?:[\"'][^\"']*[\"']|:\w+|\w+)\s*(?:=>|:)\s*\S.*,$")
+# a line of plain words with sentence punctuation only, starting with a capital: verse and prose, not code
+SENTENCE = re.compile(r"[A-Z][A-Za-z'\-]*[,.;:!?\"']*(?: +[A-Za-z'\-]+[,.;:!?\"']*){2,}$")
 OPERATORS = re.compile(r"==|!=|->|=>|::|&&|\|\||\+=|-=|\+\+|</|/>|\(\)|\)\s*\{|\[\d*\]|\.\w+\(")
 # identifiers and syntax prose rarely has, each a simple pattern searched only when its key character occurs
 # (one alternation of all of them cost 3x more: 20 us per line on the labeled set)
@@ -46,9 +60,11 @@ CLOSE = re.compile(r"\)\s*[;,{:]")  # ); ){ ):
 DOLLAR = re.compile(r"\$\w")  # $var
 INDEX = re.compile(r"\w\[")  # a[
 COMPARE = re.compile(r"[=<>!]=")  # == <= >= !=
-COMMENT = re.compile(r"(?!" + PREPROC + r")(?:#(?![!\[])|//|/\*|\*|--\s|--$|<!--|%|;|\(\*|!\s)")
+# comment lines, and markup lines that follow their context like comments: heading underlines, table rows
+COMMENT = re.compile(r"(?!" + PREPROC + r")(?:={3,}$|\|.*\|$|\+[-=+]+\+$|#(?![!\[])|//|/\*|\*|--\s|--$|<!--|%|;|\(\*|!\s)")
 BLOCK_COLON = re.compile(r"(?:def|class|if|for|while|elif|else|try|except|with|async def)\b")
 INLINE_CODE = re.compile(r"`[^`]+`")
+MD_LINK = re.compile(r"!?\[[^\]]*\]\([^)\s]*\)")  # Markdown links and images: prose markup
 # English function words that are no keyword of a common programming language
 STOPWORD_LIST = """the an of to are was were be been that it its on by at but which have has had will would can
     could should may might must also their they them there these those than such who whom what how we you our your
@@ -60,7 +76,10 @@ LATEX = re.compile(
 SYMBOLS = "{}[]()<>=;:+-*/&|!%^~$#@\\_\"'`"
 DELETE_SYMBOLS = str.maketrans("", "", SYMBOLS)
 PUNCT = "\"'(),.;:!?"
-QUICK_SYMBOLS = ";{}=<>"
+QUICK_SYMBOLS = ";{}=<>_"
+# any of these sends a text to the per-line pass: fences, indentation, block openers and YAML keys (":" at a line
+# end), imports, list items (YAML), calls, shell prompts and paths (whole files without ";{}=<>" are code too)
+QUICK_HINTS = ("```", "\n    ", "\n\t", ":\n", "import ", "\n- ", "()", "$ ", "#include", "#!/", "./", "--")
 MAX_TOKENS = 32  # word features look at the first 32 tokens of a line (the thresholds saturate well before)
 
 
@@ -160,7 +179,7 @@ def label_lines(lines: list[str], score_of: Callable[[str], int]) -> list[bool |
 
 def quick_no_code(text: str) -> bool:
     """True when the text surely has no code (almost no code symbols, no fences, no indentation)."""
-    if "```" in text or "\n    " in text or "\n\t" in text:
+    if any(hint in text for hint in QUICK_HINTS):
         return False
     return sum(text.count(c) for c in QUICK_SYMBOLS) < 0.004 * len(text)
 

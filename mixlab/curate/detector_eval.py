@@ -22,7 +22,9 @@ Ground truth comes from the sources themselves, never from the detector:
   Code blocks are rendered without extra indentation, as a web-page text extractor would give them.
 
 ``split`` is drawn from a hash of the origin FILE, so the pieces of one page share a split: tune on ``dev``,
-report ``test``. This module reads the set (:func:`load_labeled`) and its per-line truth; the builder is
+report ``test``. The held-out set ``benchmarks/data/code_in_text_heldout.jsonl.zst`` (same format, built by
+``python -m mixlab.builders.detector_heldout`` from packages the tuning set never used) splits by package
+instead. This module reads the set (:func:`load_labeled`) and its per-line truth; the builder is
 ``python -m mixlab.builders.detector_set --out benchmarks/data/code_in_text_labeled.jsonl.zst`` (needs apt-get
 after ``apt-get update``, dpkg, pip and the registries; unpacks into a temporary folder).
 """
@@ -60,3 +62,27 @@ def true_code_fraction(record: dict[str, Any]) -> float:
             total += n
             code += n if t else 0
     return code / total if total else 0.0
+
+
+CUT = 0.10  # a document "has code" when its code fraction exceeds this (the issue's measure)
+
+
+def cut_scores(records: list[dict[str, Any]], fractions: list[float], cut: float = CUT) -> dict[str, float]:
+    """Detection at ``cut``: a document with any code (label ``code`` or ``mixed``) is positive, one is flagged
+    when its detected code fraction exceeds ``cut``. Precision, recall, F1 and the share of prose flagged."""
+    tp = fp = fn = prose = 0
+    for rec, frac in zip(records, fractions, strict=True):
+        truth, pred = rec["label"] != "prose", frac > cut
+        tp += truth and pred
+        fp += pred and not truth
+        fn += truth and not pred
+        prose += not truth
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "prose_flagged": fp / prose if prose else 0.0,
+        "docs": len(records),
+    }

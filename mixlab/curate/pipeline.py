@@ -5,13 +5,18 @@ Contracts:
   ``pipelines/*.py`` scripts call it with the same arguments: a recipe source's ``filters`` (its typed options,
   validated once when the recipe loaded) and its resolved input path. The options' class selects the kind.
 - :func:`build_pipeline` returns plain datatrove ``PipelineStep`` lists; the steps receive the options object
-  itself (no copies of its fields, no second validation).
+  itself (no copies of its fields, no second validation). Decontamination (:mod:`mixlab.curate.decontaminate`)
+  follows the kind's filters. :func:`build_stages` wraps them in the stages of whole-source dedup
+  (:mod:`mixlab.curate.dedup`): with ``dedup: exact`` and ``tasks > 1``, or ``dedup: minhash``, the stages after
+  the first log to ``<logging_dir>/dedup/<stage>`` and keep their data in ``<logging_dir>/dedup/work`` (on shared
+  storage for Slurm / Ray; removed after a complete local run); each stage ``depends=`` on the previous one.
 - Output: kept documents as JSONL, zstd-compressed (datatrove's ``JsonlWriter``; datatrove supports zstd through
   fsspec, we register a level-3 zstd codec for speed), one file per task: ``<output_folder>/<rank:05d>.jsonl.zst``,
   records ``{"text", "id", "metadata"}`` with ``metadata.source_kind`` and, for code kinds, ``metadata.lang``.
 - :func:`run_curation` runs the pipeline (local, Slurm or Ray executor) and returns the merged
   :class:`~mixlab.curate.stats.CurationStats` as a dict (plus ``logging_dir``, ``output_folder``, ``complete``).
-- Restartability: datatrove marks each finished task in ``<logging_dir>/completions/<rank>``; a rerun with the
+- Restartability: datatrove marks each finished task in ``<logging_dir>/completions/<rank>`` (each stage in its
+  own logging dir); a rerun with the
   same ``logging_dir`` and ``tasks`` skips finished tasks, and an unfinished task rewrites its one output file
   from scratch (files are opened with mode ``wb``), so output is never duplicated. Keep ``tasks`` fixed across
   reruns: the file -> task sharding depends on it.
@@ -26,10 +31,11 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers import JsonlWriter
 
-from mixlab.curate.stats import curation_stats, estimate_tokens
+from mixlab.curate.stats import DEDUP_LOGS, curation_stats, estimate_tokens
 from mixlab.recipe.sources import (
     CommitOptions,
     CommonOptions,
+    IssueOptions,
     MarkupOptions,
     NotebookOptions,
     SlimPajamaOptions,
@@ -103,7 +109,13 @@ def _reader(input_path: str, o: CommonOptions) -> PipelineStep:
         raise ValueError(
             f"source kind {o.kind!r} needs an input path (a folder, file, glob or URL); got {input_path!r}"
         )
-    common = {"max_doc_bytes": o.max_doc_bytes, "limit": o.limit}
+    common = {
+        "max_doc_bytes": o.max_doc_bytes,
+        "limit": o.limit,
+        "control_chars": o.control_chars,
+        "keep_form_feed": o.keep_form_feed,
+        "max_binary_fraction": o.max_binary_fraction,
+    }
     if isinstance(o, SlimPajamaOptions):
         from mixlab.sources.slimpajama import SlimPajamaReader
 
@@ -124,6 +136,12 @@ def _reader(input_path: str, o: CommonOptions) -> PipelineStep:
         from mixlab.sources.stackexchange import StackExchangeReader
 
         return StackExchangeReader(input_path, o.min_answers, o.max_answers, o.min_answer_score, **common)
+    if isinstance(o, IssueOptions):
+        from mixlab.sources.issues import IssueReader
+
+        return IssueReader(
+            input_path, o.drop_bots, o.bot_authors, o.mask_usernames, o.include_pull_requests, **common
+        )
     raise TypeError(f"no reader for options {type(o).__name__}")
 
 
@@ -147,11 +165,42 @@ def _filters(o: CommonOptions) -> list[PipelineStep]:
         steps.append(LanguageFilter(o.languages))
     if o.min_chars > 0 and not isinstance(o, MarkupOptions):  # MarkupFilter applies min_chars itself
         steps.append(MinLengthFilter(o.min_chars))
-    if o.exact_dedup:
-        from mixlab.curate.dedup import ExactDedupFilter
-
-        steps.append(ExactDedupFilter())
     return steps
+
+
+def _head(options: CommonOptions, input_path: str, index: Any = None) -> list[PipelineStep]:
+    """reader -> kind-specific filters -> (min length) -> (decontamination: ``index`` or the shipped sets')."""
+    steps = [_reader(input_path, options), *_filters(options)]
+    if options.decontaminate:
+        from mixlab.curate.decontaminate import DecontaminationFilter, shipped_index
+
+        steps.append(DecontaminationFilter(index or shipped_index(options.decontaminate_ngram)))
+    return steps
+
+
+class SpillWriter(CuratedJsonlWriter):
+    """Documents between the stages of a multi-stage curation (same format); counts nothing: the final writer does."""
+
+    name = "🐿 mixlab spill jsonl.zst"
+
+    def write(self, document: Document, rank: int = 0, **kwargs: Any) -> None:
+        JsonlWriter.write(self, document, rank, **kwargs)
+
+
+def build_stages(
+    options: SourceOptions, input_path: str, output_folder: str, work_folder: str, tasks: int = 1, index: Any = None
+) -> list[Any]:
+    """The successive datatrove stages of one source's curation (:class:`mixlab.curate.dedup.DedupStage` list):
+    whole-source dedup per ``options.dedup`` (:func:`mixlab.curate.dedup.dedup_stages`; intermediate data under
+    ``work_folder``) around :func:`build_pipeline`'s steps; one stage for synthetic sources."""
+    from mixlab.curate.dedup import DedupStage, dedup_stages, minhash_config
+
+    if isinstance(options, SyntheticOptions) or not isinstance(options, CommonOptions):
+        return [DedupStage("curate", build_pipeline(options, input_path, output_folder), tasks)]
+    config = minhash_config(options.minhash_ngrams, options.minhash_buckets, options.minhash_hashes_per_bucket)
+    writer = CuratedJsonlWriter(output_folder, options.kind in CODE_KINDS)
+    spill = SpillWriter(f"{work_folder.rstrip('/')}/spill")
+    return dedup_stages(_head(options, input_path, index), writer, spill, work_folder, tasks, options.dedup, config)
 
 
 def build_synthetic_pipeline(output_folder: str, o: SyntheticOptions) -> list[PipelineStep]:
@@ -174,9 +223,10 @@ def build_synthetic_pipeline(output_folder: str, o: SyntheticOptions) -> list[Pi
 
 
 def build_pipeline(options: SourceOptions, input_path: str, output_folder: str) -> list[PipelineStep]:
-    """reader -> kind-specific filters -> (min length) -> (exact dedup) -> CuratedJsonlWriter; for synthetic
-    options, generator/reader -> sandbox verifier -> writer (``input_path``, if any, is the problems file unless
-    ``problems_path`` is set)."""
+    """The pipeline of ONE task: reader -> kind-specific filters -> (min length) -> (decontamination) -> (exact
+    dedup within the task unless ``dedup: none``) -> CuratedJsonlWriter; for synthetic options, generator/reader ->
+    sandbox verifier -> writer (``input_path``, if any, is the problems file unless ``problems_path`` is set).
+    Whole-source and near dedup take several stages: :func:`build_stages`."""
     if isinstance(options, SyntheticOptions):
         if input_path and not options.problems_path:
             options = options.model_copy(update={"problems_path": input_path})
@@ -186,7 +236,10 @@ def build_pipeline(options: SourceOptions, input_path: str, output_folder: str) 
             f"options must be a source options model (SlimPajamaOptions, StackOptions, ... from "
             f"mixlab.recipe.sources), got {type(options).__name__}; validate a dict with OPTIONS_BY_KIND[kind]"
         )
-    return [_reader(input_path, options), *_filters(options), CuratedJsonlWriter(output_folder, options.kind in CODE_KINDS)]
+    from mixlab.curate.dedup import ExactDedupFilter
+
+    dedup = [ExactDedupFilter()] if options.dedup != "none" else []
+    return [*_head(options, input_path), *dedup, CuratedJsonlWriter(output_folder, options.kind in CODE_KINDS)]
 
 
 def default_logging_dir(output_folder: str) -> str:
@@ -252,6 +305,7 @@ def run_curation(
     tasks: int = 1,
     workers: int = 1,
     logging_dir: str | None = None,
+    wait: bool = False,
     **executor_kwargs: Any,
 ) -> dict[str, Any]:
     """Curate one source: ``options`` (a recipe source's typed ``filters``; its class selects the kind) applied to
@@ -261,19 +315,31 @@ def run_curation(
 
     ``executor_kwargs`` go to the datatrove executor (Slurm: ``partition`` required, ``time``, ``cpus_per_task``,
     ``mem_per_cpu_gb``, ``qos``, ``venv_path``...; Ray: ``cpus_per_task``, ``mem_per_cpu_gb``...). With the Slurm
-    executor the jobs are only submitted: the result has ``complete=False`` and the stats are gathered later with
-    ``curation_stats(logging_dir, options.kind, tasks)``.
+    executor the jobs are only submitted (``wait=True``: waited for): the result has ``complete=False`` and the stats
+    are gathered later with ``curation_stats(logging_dir, options.kind, tasks)``.
     """
-    pipeline = build_pipeline(options, input_path, output_folder)
-    logging_dir = logging_dir or default_logging_dir(output_folder)
-    exe = make_executor(
-        executor, pipeline, tasks, workers, logging_dir, job_name=f"mixlab-curate-{options.kind}", **executor_kwargs
-    )
+    logging_dir = (logging_dir or default_logging_dir(output_folder)).rstrip("/")
+    stages = build_stages(options, input_path, output_folder, f"{logging_dir}/{DEDUP_LOGS}/work", tasks)
+    exe = None
+    for stage in stages:  # each stage depends on the previous one: running the last runs (or submits) them all
+        stage_logs = logging_dir if stage.name == "curate" else f"{logging_dir}/{DEDUP_LOGS}/{stage.name}"
+        job = f"mixlab-curate-{options.kind}" + ("" if stage.name == "curate" else f"-{stage.name}")
+        kwargs = {**executor_kwargs, **({"depends": exe} if exe is not None else {})}
+        exe = make_executor(executor, stage.pipeline, stage.tasks, min(workers, stage.tasks), stage_logs, job, **kwargs)
+    assert exe is not None
     exe.run()
+    if wait and executor == "slurm":  # Slurm's run() only submits; wait=True returns when every task is done
+        from mixlab.executors import wait_for_tasks
+
+        wait_for_tasks(stage_logs, tasks, timeout_s=24 * 3600)
     stats = curation_stats(logging_dir, options.kind, tasks)
     complete = stats.tasks == tasks
     if complete:
         stats.check()
+        if executor == "local" and len(stages) > 1:  # signatures and spilled documents are no longer needed
+            fs, work = fsspec.core.url_to_fs(f"{logging_dir}/{DEDUP_LOGS}/work")
+            if fs.exists(work):
+                fs.rm(work, recursive=True)
     return {
         **stats.model_dump(),
         "logging_dir": logging_dir,

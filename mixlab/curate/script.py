@@ -32,6 +32,7 @@ SCRIPT_OF_KIND = {
     "commits": "pipelines/code_adjacent.py",
     "notebooks": "pipelines/code_adjacent.py",
     "stackexchange": "pipelines/code_adjacent.py",
+    "issues": "pipelines/code_adjacent.py",
     "synthetic": "pipelines/synthetic.py",
 }
 

@@ -7,9 +7,15 @@ labels over tasks and steps into :class:`CurationStats`:
 - ``docs_in`` = reader ``records_in``; ``bytes_in`` = reader ``bytes_in`` (raw record bytes);
 - ``docs_kept`` / ``bytes_kept`` (UTF-8 bytes of kept text) and ``lang_{docs,bytes,tokens}_<lang>`` = writer;
 - ``dropped_by_reason`` = every ``dropped_<reason>`` label of every step; a filter's drops without a reason
-  (``dropped`` minus its labelled drops) appear as ``near_duplicate`` for MinHash steps, else
-  ``unlabelled:<step name>``, so nothing disappears;
+  (``dropped`` minus its labelled drops) appear as ``duplicate_near`` for MinHash steps, ``duplicate_exact`` for
+  exact-dedup steps, else ``unlabelled:<step name>``, so nothing disappears;
+- ``contamination`` = ``contam_<set>`` labels: contaminated documents per evaluation set (a document matching
+  two sets counts in both; the ``contaminated`` reason counts it once);
 - ``notes`` = informative counters that are not documents (``code_blocks_stripped``, ``answers_merged``...).
+
+A curation with whole-source dedup runs in stages (:mod:`mixlab.curate.dedup`): the first logs to
+``logging_dir``, the last to ``<logging_dir>/dedup/final``; :func:`curation_stats` merges the two (the stages
+between them count no documents) and counts as completed the tasks completed in both.
 
 Invariant (:meth:`CurationStats.check`): ``docs_in == docs_kept + sum(dropped_by_reason.values())``.
 Token counts by language are an ESTIMATE (:func:`estimate_tokens`: word and punctuation runs); exact counts come
@@ -27,7 +33,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 _PRETOKEN = re.compile(r"\w+|[^\w\s]+")
 _PRETOKEN_ASCII = re.compile(r"\w+|[^\w\s]+", re.ASCII)  # identical on ASCII text, ~1.4x faster
-NOTE_LABELS = ("code_blocks_stripped", "docs_stripped", "answers_merged", "input_files")
+DEDUP_LOGS = "dedup"  # <logging_dir>/dedup/<stage>: logs of the stages after the first; dedup/work: their data
+NOTE_LABELS = (
+    "code_blocks_stripped",
+    "docs_stripped",
+    "answers_merged",
+    "input_files",
+    "control_chars_removed",
+    "docs_control_chars_stripped",
+    "bot_events_removed",
+)
 
 
 def estimate_tokens(text: str) -> int:
@@ -54,6 +69,9 @@ class CurationStats(BaseModel):
     bytes_by_lang: dict[str, int] = Field(default_factory=dict, description="Kept text bytes per `lang`.")
     tokens_by_lang: dict[str, int] = Field(
         default_factory=dict, description="ESTIMATED kept tokens per `lang` (word/punctuation runs)."
+    )
+    contamination: dict[str, int] = Field(
+        default_factory=dict, description="Documents dropped as contaminated, per evaluation set they overlap."
     )
     notes: dict[str, int] = Field(
         default_factory=dict, description="Other counters (stripped code blocks...)."
@@ -105,6 +123,7 @@ def summarize(per_task: list[list[dict[str, Any]]], kind: str) -> CurationStats:
     """Merge per-task step stats into one :class:`CurationStats` (see the module docstring)."""
     totals: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
+    contam: Counter[str] = Counter()
     langs: dict[str, Counter[str]] = {"docs": Counter(), "bytes": Counter(), "tokens": Counter()}
     for steps in per_task:
         for step in steps:
@@ -115,6 +134,8 @@ def summarize(per_task: list[list[dict[str, Any]]], kind: str) -> CurationStats:
                 if label.startswith("dropped_"):
                     dropped[label[len("dropped_") :]] += value
                     labelled += value
+                elif label.startswith("contam_"):
+                    contam[label[len("contam_") :]] += value
                 elif label.startswith("lang_"):
                     what, _, lang = label[len("lang_") :].partition("_")
                     if what in langs:
@@ -125,7 +146,12 @@ def summarize(per_task: list[list[dict[str, Any]]], kind: str) -> CurationStats:
                 unlabelled = stat_total(stats, "dropped") - labelled
                 if unlabelled > 0:
                     name = step.get("name", "?")
-                    dropped["near_duplicate" if "MinHash" in name else f"unlabelled:{name}"] += unlabelled
+                    reason = (
+                        "duplicate_near" if "MinHash" in name
+                        else "duplicate_exact" if "exact-deduplication" in name
+                        else f"unlabelled:{name}"
+                    )
+                    dropped[reason] += unlabelled
     return CurationStats(
         kind=kind,
         tasks=len(per_task),
@@ -137,10 +163,22 @@ def summarize(per_task: list[list[dict[str, Any]]], kind: str) -> CurationStats:
         docs_by_lang=dict(sorted(langs["docs"].items())),
         bytes_by_lang=dict(sorted(langs["bytes"].items())),
         tokens_by_lang=dict(sorted(langs["tokens"].items())),
+        contamination=dict(sorted(contam.items())),
         notes={k: totals[k] for k in NOTE_LABELS if totals[k]},
     )
 
 
 def curation_stats(logging_dir: str, kind: str, world_size: int | None = None) -> CurationStats:
-    """:class:`CurationStats` of the completed tasks logged in ``logging_dir`` (ranks < ``world_size`` if given)."""
-    return summarize(load_task_stats(logging_dir, world_size), kind)
+    """:class:`CurationStats` of the completed tasks logged in ``logging_dir`` (ranks < ``world_size`` if given),
+    merged with the final dedup stage's when there is one (module docstring)."""
+    import fsspec
+
+    per_task = load_task_stats(logging_dir, world_size)
+    final = f"{logging_dir.rstrip('/')}/{DEDUP_LOGS}/final"
+    fs, path = fsspec.core.url_to_fs(final)
+    if not fs.exists(path):
+        return summarize(per_task, kind)
+    final_tasks = load_task_stats(final, world_size)
+    stats = summarize(per_task + final_tasks, kind)
+    stats.tasks = min(len(per_task), len(final_tasks))
+    return stats

@@ -47,10 +47,64 @@ class CommonOptions(Options):
         16 << 20, gt=0, description="Records larger than this (UTF-8 bytes) are dropped as too_large, unparsed."
     )
     min_chars: int = Field(0, ge=0, description="Documents with fewer characters are dropped as too_short.")
-    exact_dedup: bool = Field(
-        True, description="Drop exact duplicates (xxh3-128 of the text), first occurrence kept, within each task."
+    dedup: Literal["none", "exact", "minhash"] = Field(
+        "exact",
+        description="Duplicate removal across the WHOLE source (every task and input file): none; exact: identical "
+        "texts (64-bit content hash), the first kept, others dropped as duplicate_exact; minhash: exact, then MinHash "
+        "near duplicates (word n-gram Jaccard similarity) dropped as duplicate_near. Runs as extra datatrove stages "
+        "when tasks > 1.",
+    )
+    minhash_ngrams: int = Field(
+        5, ge=1, description="minhash: shingle size in words (lower-cased, punctuation stripped, digits -> 0)."
+    )
+    minhash_buckets: int = Field(
+        14, ge=1, description="minhash: LSH bands b; two documents are compared when one band of signatures agrees."
+    )
+    minhash_hashes_per_bucket: int = Field(
+        8,
+        ge=1,
+        description="minhash: hashes per band r. Pairs above a Jaccard similarity of about (1/b)^(1/r) are caught "
+        "(0.72 at 14 x 8; similarity 0.8 is caught with probability 1-(1-0.8^8)^14 = 0.92, 0.6 with 0.2).",
+    )
+    decontaminate: bool = Field(
+        True,
+        description="Drop documents sharing a word n-gram with an item of the evaluation sets mixlab ships (QuaRTz, "
+        "qa_wikidata, HumanEval prompts) as contaminated, counted per set.",
+    )
+    decontaminate_ngram: int = Field(
+        13,
+        ge=4,
+        description="decontaminate: n-gram size in words (lower-cased runs of letters, digits and _), GPT-3's 13; "
+        "evaluation items with fewer words cannot match and are not checked.",
+    )
+    control_chars: Literal["strip", "keep"] = Field(
+        "strip",
+        description="Control characters (NUL and the other C0 controls except tab, newline and carriage return; form "
+        "feed unless keep_form_feed; DEL; the C1 controls U+0080-U+009F): strip removes them from every document "
+        "read (counted in the control_chars_removed note); keep leaves the text as read.",
+    )
+    keep_form_feed: bool = Field(
+        True, description="Keep form feeds (page breaks in GNU-style source code and old text files)."
+    )
+    max_binary_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Documents whose control characters plus U+FFFD replacement characters exceed this share of "
+        "their characters are dropped as binary (binary data read as text: random bytes give ~24% controls as Latin-1, "
+        "UTF-16 text 50% NULs), in either control_chars mode.",
     )
     limit: int = Field(-1, ge=-1, description="Debugging: read at most this many documents per task (-1: all).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_exact_dedup(cls, data: Any) -> Any:
+        """``exact_dedup: true|false`` (per-task dedup, before whole-source dedup) reads as ``dedup: exact|none``."""
+        if isinstance(data, dict) and "exact_dedup" in data:
+            data = dict(data)
+            flag = data.pop("exact_dedup")
+            data.setdefault("dedup", "exact" if flag else "none")
+        return data
 
 
 class SlimPajamaOptions(CommonOptions):
@@ -183,6 +237,31 @@ class StackExchangeOptions(CommonOptions):
     min_answer_score: int = Field(0, description="Answers scored below this are left out of the document.")
 
 
+class IssueOptions(CommonOptions):
+    """GitHub issue threads (the-stack-github-issues schema): one document per thread, bot comments removed."""
+
+    kind: ClassVar[str] = "issues"
+    min_chars: int = Field(
+        200, ge=0, description="Threads whose rendered text is shorter are dropped as too_short (bigcode: 200)."
+    )
+    drop_bots: bool = Field(
+        True,
+        description="Remove events by bots (bigcode's bot author list, name keywords and suffixes), counted in "
+        "bot_events_removed; a thread left without a person's post is dropped as bot_only.",
+    )
+    bot_authors: list[str] = Field(
+        default_factory=list, description="More author names to treat as bots (exact match)."
+    )
+    mask_usernames: bool = Field(
+        False,
+        description="Replace each author, and their mentions in the text, by username_<i> (order of first "
+        "appearance), as the public dataset does.",
+    )
+    include_pull_requests: bool = Field(
+        True, description="Keep pull-request threads; false drops them as pull_request."
+    )
+
+
 class SyntheticOptions(Options):
     """How to produce and verify the synthetic-code source: generated and/or user problems (at least one input;
     both are read one after the other, generated first, and verified alike). No common reader fields."""
@@ -221,6 +300,7 @@ SourceOptions = (
     | NotebookOptions
     | CommitOptions
     | StackExchangeOptions
+    | IssueOptions
     | SyntheticOptions
 )
 OPTIONS_BY_KIND: dict[str, type[Options]] = {
@@ -232,6 +312,7 @@ OPTIONS_BY_KIND: dict[str, type[Options]] = {
         NotebookOptions,
         CommitOptions,
         StackExchangeOptions,
+        IssueOptions,
         SyntheticOptions,
     )
 }
@@ -252,7 +333,9 @@ _FILTERS = "Options of the source's curation pipeline (see `mixlab validate --sc
 class SourceBase(Strict):
     """Fields every source kind has; the members of ``SourceSpec`` add ``kind``, ``path`` and typed ``filters``."""
 
-    heldout_docs: int = Field(16, ge=0, description="Documents reserved (never trained on) for held-out loss.")
+    heldout_docs: int = Field(16, ge=0, description=(
+        "Expected number of held-out documents (never trained on; for held-out loss): document d is held out iff "
+        "xxh64(id, seed) < min(0.5, heldout_docs / documents kept) * 2**64, decided per document."))
     description: str = Field("", description="Free text shown in reports.")
 
     def filters_json(self) -> dict[str, Any]:
@@ -300,6 +383,12 @@ class StackExchangeSource(SourceBase):
     filters: StackExchangeOptions = Field(default_factory=StackExchangeOptions, description=_FILTERS)
 
 
+class IssueSource(SourceBase):
+    kind: Literal["issues"] = Field(description="GitHub issue threads (the-stack-github-issues JSONL or parquet).")
+    path: str = Field(description=_PATH)
+    filters: IssueOptions = Field(default_factory=IssueOptions, description=_FILTERS)
+
+
 class SyntheticSource(SourceBase):
     kind: Literal["synthetic"] = Field(description="Python problems kept when their tests pass in the sandbox.")
     path: str | None = Field(None, description=_PATH + " Optional: user problems (filters.problems_path).")
@@ -313,6 +402,7 @@ SourceSpec = Annotated[
     | NotebookSource
     | CommitSource
     | StackExchangeSource
+    | IssueSource
     | SyntheticSource,
     Field(discriminator="kind"),
 ]

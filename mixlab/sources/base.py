@@ -10,14 +10,22 @@ Contracts:
   is fine (more tasks than files).
 - Line streams (``iter_lines``, ``open_lines``, :class:`Skip`) come from :mod:`mixlab.jsonl`, the one reader of
   (compressed) JSON Lines: corrupt zstd frames, corrupt gzip streams and over-long lines become Skips.
+- Control characters (every reader, in :meth:`AccountedReader.make_doc`): the characters of :data:`CONTROL_CHARS`
+  (NUL and the other C0 controls except tab, line feed and carriage return; form feed too unless kept; DEL; the
+  C1 controls U+0080-U+009F) are counted. A document where they and U+FFFD replacement characters make up more
+  than ``max_binary_fraction`` of the characters is dropped as ``binary`` (binary data read as text: NUL padding,
+  UTF-16 read as UTF-8, random bytes). Otherwise, with ``control_chars="strip"`` (the default) they are removed,
+  counted in the ``control_chars_removed`` and ``docs_control_chars_stripped`` stats; ``"keep"`` leaves the text
+  as read. A document left empty by stripping is dropped as ``empty``.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from glob import has_magic
-from typing import Any
+from typing import Any, Literal
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader
@@ -45,6 +53,39 @@ def split_input_path(path: str) -> tuple[str, str | None]:
     return folder, "/".join(parts[first:])
 
 
+# C0 controls but tab, LF, CR (form feed listed apart), DEL and the C1 controls: what strip mode removes.
+_C0 = "".join(map(chr, (*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20))))
+_DEL_C1 = "".join(map(chr, range(0x7F, 0xA0)))
+CONTROL_CHARS = re.compile(f"[{re.escape(_C0 + _DEL_C1)}]")  # form feed kept
+CONTROL_CHARS_AND_FF = re.compile(f"[{re.escape(_C0 + chr(0x0C) + _DEL_C1)}]")
+REPLACEMENT_CHAR = "\ufffd"
+
+
+def control_pattern(keep_form_feed: bool = True) -> re.Pattern[str]:
+    """The control characters strip mode removes (form feed among them unless ``keep_form_feed``)."""
+    return CONTROL_CHARS if keep_form_feed else CONTROL_CHARS_AND_FF
+
+
+def clean_controls(
+    text: str,
+    mode: Literal["strip", "keep"] = "strip",
+    keep_form_feed: bool = True,
+    max_binary_fraction: float = 0.1,
+) -> tuple[str, int] | None:
+    """Pure core of the control-character handling: ``None`` when ``text`` is binary (controls + U+FFFD exceed
+    ``max_binary_fraction`` of its characters), else ``(text, removed)``: the text with the controls removed
+    (``mode="strip"``) or as is (``"keep"``, removed = 0)."""
+    pattern = control_pattern(keep_form_feed)
+    if pattern.search(text) is None and REPLACEMENT_CHAR not in text:
+        return text, 0  # the common case: one C-level scan
+    controls = len(pattern.findall(text))
+    if controls + text.count(REPLACEMENT_CHAR) > max_binary_fraction * len(text):
+        return None
+    if mode == "keep" or not controls:
+        return text, 0
+    return pattern.sub("", text), controls
+
+
 def text_nbytes(text: str) -> int:
     """UTF-8 size of ``text`` (O(1) for ASCII strings)."""
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
@@ -68,12 +109,20 @@ class AccountedReader(BaseDiskReader):
         source_kind: str,
         max_doc_bytes: int = 16 << 20,
         limit: int = -1,
+        control_chars: Literal["strip", "keep"] = "strip",
+        keep_form_feed: bool = True,
+        max_binary_fraction: float = 0.1,
     ):
+        if control_chars not in ("strip", "keep"):
+            raise ValueError(f"control_chars must be 'strip' or 'keep', got {control_chars!r}")
         folder, glob_pattern = split_input_path(input_path)
         super().__init__(folder, limit=limit, glob_pattern=glob_pattern, add_file_path=False)
         self.input_path = input_path
         self.source_kind = source_kind
         self.max_doc_bytes = max_doc_bytes
+        self.control_chars = control_chars
+        self.keep_form_feed = keep_form_feed
+        self.max_binary_fraction = max_binary_fraction
         self._counts: Counter[str] = Counter()
 
     # ---- to implement -------------------------------------------------------------------------------
@@ -89,7 +138,8 @@ class AccountedReader(BaseDiskReader):
 
     # ---- helpers for subclasses ---------------------------------------------------------------------
     def make_doc(self, text: Any, doc_id: str, metadata: dict[str, Any], nbytes: int) -> Document | Skip:
-        """Document from ``text`` after the shared checks (missing / non-string / empty / too large)."""
+        """Document from ``text`` after the shared checks (missing / non-string / empty / too large / binary) and
+        the control-character handling (see the module docstring)."""
         self._counts["bytes_in"] += nbytes
         if text is None:
             return Skip("missing_text")
@@ -101,6 +151,15 @@ class AccountedReader(BaseDiskReader):
             len(text) * 4 > self.max_doc_bytes and text_nbytes(text) > self.max_doc_bytes
         ):
             return Skip("too_large")
+        cleaned = clean_controls(text, self.control_chars, self.keep_form_feed, self.max_binary_fraction)
+        if cleaned is None:
+            return Skip("binary")
+        if cleaned[1]:
+            text = cleaned[0]
+            self._counts["control_chars_removed"] += cleaned[1]
+            self._counts["docs_control_chars_stripped"] += 1
+            if not text or text.isspace():
+                return Skip("empty")
         metadata["source_kind"] = self.source_kind
         return Document(text=text, id=doc_id, metadata=metadata)
 

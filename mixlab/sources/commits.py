@@ -80,8 +80,9 @@ class CommitReader(JsonlRecordReader):
         max_diff_lines: int = 5000,
         max_doc_bytes: int = 16 << 20,
         limit: int = -1,
+        **reader_options: Any,
     ):
-        super().__init__(input_path, source_kind="commits", max_doc_bytes=max_doc_bytes, limit=limit)
+        super().__init__(input_path, "commits", max_doc_bytes, limit, **reader_options)
         self.context_lines = context_lines
         self.max_diff_lines = max_diff_lines
 

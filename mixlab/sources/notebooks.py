@@ -80,8 +80,9 @@ class NotebookReader(AccountedReader):
         min_code_cells: int = 0,
         max_doc_bytes: int = 16 << 20,
         limit: int = -1,
+        **reader_options: Any,
     ):
-        super().__init__(input_path, source_kind="notebooks", max_doc_bytes=max_doc_bytes, limit=limit)
+        super().__init__(input_path, "notebooks", max_doc_bytes, limit, **reader_options)
         self.code_format = code_format
         self.include_markdown = include_markdown
         self.min_code_cells = min_code_cells

@@ -71,9 +71,14 @@ class SlimPajamaReader(JsonlRecordReader):
     name = "mixlab SlimPajama"
 
     def __init__(
-        self, input_path: str, max_doc_bytes: int = 16 << 20, limit: int = -1, source_kind: str = "slimpajama"
+        self,
+        input_path: str,
+        max_doc_bytes: int = 16 << 20,
+        limit: int = -1,
+        source_kind: str = "slimpajama",
+        **reader_options: Any,
     ):
-        super().__init__(input_path, source_kind=source_kind, max_doc_bytes=max_doc_bytes, limit=limit)
+        super().__init__(input_path, source_kind, max_doc_bytes, limit, **reader_options)
 
     def adapt(self, rec: dict[str, Any], doc_id: str, nbytes: int) -> Any:
         meta = rec.get("meta")

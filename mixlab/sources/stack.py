@@ -46,8 +46,9 @@ class StackReader(AccountedReader):
         limit: int = -1,
         batch_size: int = 512,
         text_column: str = "content",
+        **reader_options: Any,
     ):
-        super().__init__(input_path, source_kind=source_kind, max_doc_bytes=max_doc_bytes, limit=limit)
+        super().__init__(input_path, source_kind, max_doc_bytes, limit, **reader_options)
         self.batch_size = batch_size
         self.text_column = text_column
 

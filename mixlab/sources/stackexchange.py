@@ -114,8 +114,9 @@ class StackExchangeReader(AccountedReader):
         min_answer_score: int = 0,
         max_doc_bytes: int = 16 << 20,
         limit: int = -1,
+        **reader_options: Any,
     ):
-        super().__init__(input_path, source_kind="stackexchange", max_doc_bytes=max_doc_bytes, limit=limit)
+        super().__init__(input_path, "stackexchange", max_doc_bytes, limit, **reader_options)
         self.min_answers = min_answers
         self.max_answers = max_answers
         self.min_answer_score = min_answer_score

@@ -37,6 +37,8 @@ Contract of ``train_phase(recipe, phase_name, loader, out_dir, init, heldout)``:
 - Writes (rank 0 only): ``metrics.jsonl`` (one line per step, one at the end with held-out loss per source),
   ``step_XXXXXX.pt`` every ``checkpoint_every`` steps (only the latest is kept) and ``final.pt`` at the end
   (step checkpoints are then deleted). A non-finite loss stops the phase with an error naming the step.
+- Size: ~420 lines, 60 of them this contract; setup, resume, step and finish stay in one module because their
+  DDP / FSDP / resume interplay is easiest to check read together.
 - Structure: :func:`train_phase` = ``_setup`` (device, model, optimizer) -> ``_resume`` (step checkpoint or init
   weights) -> ``_step`` per batch (-> ``_maybe_checkpoint``) -> ``_finish`` (held-out loss, ``final.pt``).
 """
