@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=4, help="datatrove tasks (run one after the other: workers=1)")
     p.add_argument("--workdir", default="/tmp/mixlab-bench-tokenize")
     p.add_argument("--baseline", action="store_true", help="also run the one-process implementation of --rev")
-    p.add_argument("--rev", default="HEAD")
+    p.add_argument("--rev", default="93bea6a", help="a commit with the one-process mixlab/shards.py")
     p.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     for hidden in ("--impl", "--docs", "--out", "--old-module"):
         p.add_argument(hidden, help=argparse.SUPPRESS)

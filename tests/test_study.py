@@ -57,3 +57,24 @@ def test_fit_recovers_a_quadratic_and_recommendation_minimizes_objective() -> No
     assert recommend_share(fits, {"text": 1.0})["share"] == 0.0
     with pytest.raises(ValueError, match="without a fit"):
         recommend_share(fits, {"math": 1.0})
+
+
+def test_initialization_preset_has_equal_token_budgets_and_quality_preset_the_paper_shares() -> None:
+    """The initialization grid compares initializations at one total budget (whole batches, every phase), and the
+    quality grid holds the paper's Fig. 5 variants: 20% markup, 15% code-adjacent, 10% synthetic in code-only."""
+    from mixlab.study import PRESETS
+
+    def batches(name: str) -> int:
+        r = load_recipe(RECIPES / f"{name}.yaml")
+        return sum(p.tokens // (r.seq_len * r.train.batch_size) for p in r.phases.values())
+
+    assert len({batches(n) for n in PRESETS["initialization"]}) == 1
+    assert PRESETS["quality"] == ["code-only", "code-markup", "code-adjacent", "code-synthetic"]
+    adjacent = {"commits", "notebooks", "stackexchange", "issues"}
+    shares = {}
+    for name in PRESETS["quality"]:
+        r = load_recipe(RECIPES / f"{name}.yaml")
+        mix = r.phases["pretrain"].mixture
+        shares[name] = (mix.get("markup", 0), sum(w for s, w in mix.items() if s in adjacent), mix.get("synthetic", 0))
+    assert shares == {"code-only": (0, 0, 0), "code-markup": (0.2, 0, 0),
+                      "code-adjacent": (0, pytest.approx(0.15), 0), "code-synthetic": (0, 0, 0.1)}  # fmt: skip
