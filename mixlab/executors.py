@@ -1,7 +1,8 @@
 """Run a datatrove pipeline to completion on the local, Slurm or Ray executor.
 
 Contracts:
-- :func:`run_pipeline` builds the executor with :func:`mixlab.curate.pipeline.make_executor` and returns only
+- :func:`make_executor` builds datatrove's executor by name (also re-exported by :mod:`mixlab.curate.pipeline`).
+- :func:`run_pipeline` builds the executor with :func:`make_executor` and returns only
   when every one of the ``tasks`` ranks is marked complete in ``<logging_dir>/completions/`` (datatrove's
   markers, which also make a rerun with the same ``logging_dir`` and ``tasks`` skip finished ranks). The local
   and Ray executors block in ``run()``; Slurm's only submits, so :func:`wait_for_tasks` polls the markers.
@@ -16,7 +17,9 @@ Contracts:
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from mixlab.errors import MixlabError
 EXECUTORS = ("local", "slurm", "ray")
 
 
-class PipelineIncomplete(MixlabError):
+class PipelineIncomplete(MixlabError, RuntimeError):
     """A datatrove run that ended (or timed out) with some tasks not complete."""
 
 
@@ -82,6 +85,51 @@ def wait_for_tasks(logging_dir: str | Path, tasks: int, timeout_s: float = 600, 
         time.sleep(poll_s)
 
 
+def make_executor(
+    executor: str,
+    pipeline: list[Any],
+    tasks: int = 1,
+    workers: int = 1,
+    logging_dir: str | None = None,
+    job_name: str = "mixlab-curate",
+    **executor_kwargs: Any,
+) -> Any:
+    """A datatrove executor: ``local`` (LocalPipelineExecutor), ``slurm`` (needs ``partition``; ``time``
+    defaults to 24:00:00) or ``ray`` (needs the ``ray`` package); executors other than local are imported lazily.
+    """
+    if executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(
+            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **executor_kwargs
+        )
+    if executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        if not executor_kwargs.get("partition"):
+            raise ValueError("the slurm executor needs a partition (--partition / partition=...)")
+        executor_kwargs.setdefault("time", "24:00:00")
+        executor_kwargs.setdefault("job_name", job_name)
+        if not any(executor_kwargs.get(k) for k in ("venv_path", "env_command", "condaenv")):
+            # jobs must find this interpreter's launch_pickled_pipeline even when its bin is not on PATH
+            bin_dir = shlex.quote(os.path.dirname(sys.executable))
+            executor_kwargs["env_command"] = f'export PATH={bin_dir}:"$PATH"'
+        return SlurmPipelineExecutor(
+            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **executor_kwargs
+        )
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError("executor='ray' needs the ray package: pip install 'ray[default]'")
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        return RayPipelineExecutor(
+            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **executor_kwargs
+        )
+    raise ValueError(f"executor must be 'local', 'slurm' or 'ray', got {executor!r}")
+
+
 def run_pipeline(
     pipeline: list[Any],
     *,
@@ -97,8 +145,6 @@ def run_pipeline(
 
     ``executor_kwargs`` go to the datatrove executor (Slurm: ``partition`` required, ``time``, ``cpus_per_task``,
     ``mem_per_cpu_gb``, ``venv_path``...; Ray: ``cpus_per_task``, ``mem_per_cpu_gb``...)."""
-    from mixlab.curate.pipeline import make_executor
-
     if executor not in EXECUTORS:
         raise PipelineIncomplete(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if executor == "slurm" and os.environ.get("SLURM_ARRAY_TASK_ID"):

@@ -10,7 +10,7 @@ Workspace layout (``Workspace(root)``)::
     runs/<recipe>/                 summary.json, report.md, loss.png
 
 Keys: curate = (kind, resolved input, filters, stage version); tokenizer = (spec, curated keys); tokens =
-(curated key, tokenizer content hash, seed, heldout_docs); pack = (tokens keys, seq_len, batch, seed, phase
+(curated key, tokenizer content hash, seed, heldout_docs, block_tokens); pack = (tokens keys, seq_len, batch, seed, phase
 budget, mixture, max_repeat, ledger positions at phase start); train = :func:`mixlab.train.keys.train_key` (pack
 key, model, result-changing train settings, phase LR, init checkpoint's key), the same key the trainer checks its
 checkpoints against. Two recipes that share a phase (the study's variants) share its packed data and training.
@@ -84,7 +84,10 @@ def curate(state: RunState, executor: str = "local", tasks: int = 1, workers: in
     for name, src in bar:
         bar.set_postfix_str(name)
         path = r.resolve_path(name)  # "" for a generated source
-        key = section_hash("curate", CURATE_VERSION, src.kind, _portable(path), src.filters_json())
+        # tasks is part of the key: datatrove shards the input files over tasks, so the curated files (and a
+        # per-task `limit`) depend on it; the executor does not (outputs are identical on local, Slurm and Ray).
+        key = section_hash("curate", CURATE_VERSION, src.kind, _portable(path), src.filters_json(),
+                           *([tasks] if tasks != 1 else []))
         out = state.ws.path("curated", f"{name}-{key}")
         stats_file = out / "stats.json"
         with state.ws.lock("curated", out.name):
@@ -238,7 +241,7 @@ def _needs_build(out: Path, problems: list[str]) -> bool:
 
 def heldout_fraction(heldout_docs: int, documents_kept: int) -> float:
     """The held-out fraction that holds out ``heldout_docs`` documents in expectation, at most half."""
-    return min(0.5, heldout_docs / documents_kept) if documents_kept > 0 else 0.5
+    return min(0.5, heldout_docs / documents_kept) if documents_kept > 0 else 0.0
 
 
 def tokenize(state: RunState, executor: str = "local", tasks: int | None = None, workers: int = 1,
@@ -264,16 +267,21 @@ def tokenize(state: RunState, executor: str = "local", tasks: int | None = None,
                 log.info("tokenize %s", name)
                 stats = state.curation_stats.get(name, {})
                 kept = stats.get("docs_kept")
+                if kept is None:  # statistics of an older mixlab: count the documents (streaming)
+                    from mixlab.shards import iter_documents
+
+                    kept = sum(1 for _ in iter_documents(curated))
                 build = out.with_name(f".{out.name}.build")
                 build.mkdir(parents=True, exist_ok=True)
                 with open(build / "tokenize.log", "a") as sink, _quiet_stderr(sink):
                     tokenize_source(
                         curated, out, encoding_ref(state), source=name, seed=r.seed,
-                        heldout_fraction=heldout_fraction(r.sources[name].heldout_docs, kept or 0),
+                        heldout_fraction=heldout_fraction(r.sources[name].heldout_docs, kept),
                         curation=stats, expected_documents=kept, executor=executor,
                         tasks=tasks or max(1, workers), workers=workers, block_tokens=block_tokens,
                         **executor_kwargs,
                     )
+            shutil.rmtree(out.with_name(f".{out.name}.build"), ignore_errors=True)  # a run killed after the rename
         state.shards[name] = out
         state.token_keys[name] = key
 

@@ -136,7 +136,9 @@ class _Buffer:
             os.replace(tmp[kind], out / name)
         record = {"split": self.split, "name": stem, "documents": len(self.ids), "tokens": self.tokens,
                   "bytes": sum(self.nbytes), "files": files}
-        write_json_atomic(Path(self.step.index_folder) / f"{stem}.{self.split}.json", record)
+        index = Path(self.step.index_folder) / f"{stem}.{self.split}.json"  # renamed into place, not fsynced:
+        index.with_name(f".{index.name}.tmp").write_text(json.dumps(record))  # a killed task leaves no half file
+        os.replace(index.with_name(f".{index.name}.tmp"), index)
         self.step.stat_update(f"{self.split}_blocks")
         self.chunk += 1
         self._reset()

@@ -171,3 +171,47 @@ def test_ray_impossible_request_is_refused(ray_session: dict):
         check_request(cpus_per_task=1, mem_per_cpu_gb=ray_session["memory"] / 1024**3 + 1)
     with pytest.raises(ValueError, match="cpus_per_task"):
         check_request(cpus_per_task=int(ray_session["CPU"]) + 1, mem_per_cpu_gb=0.01)
+
+
+@pytest.fixture(scope="module")
+def token_reference(local_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The text source's curated documents split in 3 files, tokenized by the local executor in one task."""
+    from mixlab.tokenize_steps import tokenize_source
+
+    docs = tmp_path_factory.mktemp("tok") / "docs"
+    docs.mkdir()
+    lines = _documents(local_runs["text"] / "docs")
+    records = [line for f in sorted(lines) for line in lines[f].splitlines() if line.strip()]
+    for i in range(3):
+        (docs / f"{i:05d}.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(records[i::3])))
+    ref = tokenize_source(docs, docs.parent / "local", _encoding_ref(), **TOKENIZE_KW)
+    return docs, ref.path
+
+
+def _encoding_ref() -> Any:
+    from mixlab.shards import EncodingRef
+    from mixlab.tokenizer import named_encoding, tokenizer_info
+
+    return EncodingRef(tokenizer_info(named_encoding("cl100k_base"), "tiktoken"))
+
+
+TOKENIZE_KW = {"source": "text", "seed": 0, "heldout_fraction": 0.1, "block_tokens": 4096}
+
+
+@pytest.mark.parametrize("engine", ["slurm", "ray"])
+def test_tokenize_on_engines_is_byte_identical_to_local(engine: str, request: pytest.FixtureRequest,
+                                                        token_reference: tuple[Path, Path], tmp_path: Path):
+    """Invariant: the tokenize pipeline run as 2 Slurm array tasks (waited for by ``run_pipeline``) or 2 Ray
+    tasks writes the same token shard set, byte for byte, as one local task. Fails if blocks were named by rank,
+    if Slurm's submit-and-return were not waited for, or if a task's output went missing."""
+    from mixlab.tokenize_steps import tokenize_source
+
+    request.getfixturevalue("slurm" if engine == "slurm" else "ray_session")
+    docs, reference = token_reference
+    kw = SLURM_KW if engine == "slurm" else {"cpus_per_task": 1, "mem_per_cpu_gb": 0.5, "time": WAIT_S}
+    out = tokenize_source(docs, tmp_path / "set", _encoding_ref(), executor=engine, tasks=2, workers=-1,
+                          timeout_s=WAIT_S, **TOKENIZE_KW, **kw)
+    files = sorted(p.name for p in reference.iterdir())
+    assert len(files) > 4 and sorted(p.name for p in out.path.iterdir()) == files
+    for name in files:
+        assert (out.path / name).read_bytes() == (reference / name).read_bytes(), name

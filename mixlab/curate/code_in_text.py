@@ -41,6 +41,7 @@ threshold (reason ``code_in_text``); in ``strip`` mode it also removes code bloc
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from itertools import repeat
 
 from datatrove.data import Document
@@ -73,13 +74,15 @@ from mixlab.curate._code_in_text_rules import (
     SYMBOLS,
     code_blocks,
     label_lines,
+    quick_no_code,
     strip_blocks,
 )
 from mixlab.curate._code_in_text_rules import code_fraction as _code_fraction
+from mixlab.curate._code_in_text_compiled import label_batch
 
 __all__ = [
     "AMBIGUOUS", "CODE_SCORE", "CONTEXT_WEIGHT", "DOC_PRIOR", "CodeInTextFilter", "classify_lines", "code_blocks",
-    "code_fraction", "line_score", "strip_code",
+    "code_fraction", "code_fractions", "line_score", "strip_code",
 ]  # fmt: skip
 
 # Word features (prose evidence) with C-level iteration (``map``/``filter`` over the first tokens) instead of a
@@ -186,18 +189,42 @@ class _ScoreCache(dict):
         return score
 
 
+def classify_lines_python(lines: list[str]) -> list[bool | None]:
+    """:func:`classify_lines` in Python: ``label_lines`` over :func:`line_score`, each distinct line scored once."""
+    return label_lines(lines, _ScoreCache().__getitem__)
+
+
 def classify_lines(lines: list[str]) -> list[bool | None]:
     """Label each line: None (blank), True (code), False (prose).
 
-    The block logic of :func:`mixlab.curate._code_in_text_rules.label_lines` over :func:`line_score`, each
-    distinct line scored once per document.
+    The block logic of :func:`mixlab.curate._code_in_text_rules.label_lines` over :func:`line_score`, computed
+    by :mod:`mixlab.curate._code_in_text_compiled` (lines holding a newline take the Python path).
     """
-    return label_lines(lines, _ScoreCache().__getitem__)
+    if any("\n" in line for line in lines):
+        return classify_lines_python(lines)
+    _, labels, _, _, _ = label_batch(["\n".join(lines)], _score)
+    return [None if v < 0 else v == 1 for v in labels.tolist()]
+
+
+def code_fractions(texts: Sequence[str]) -> list[float]:
+    """:func:`code_fraction` of each text, the texts that need the per-line pass labelled in one batch."""
+    out = [0.0] * len(texts)
+    todo = [i for i, text in enumerate(texts) if text and not quick_no_code(text)]
+    if todo:
+        _, _, _, code, total = label_batch([texts[i] for i in todo], _score)
+        for i, c, t in zip(todo, code.tolist(), total.tolist(), strict=True):
+            out[i] = c / t if t else 0.0
+    return out
 
 
 def code_fraction(text: str) -> float:
     """Share of non-blank characters that sit on code lines (0.0 for prose, ~1.0 for source code)."""
-    return _code_fraction(text, classify_lines)
+    return code_fractions([text])[0]
+
+
+def code_fraction_python(text: str) -> float:
+    """:func:`code_fraction` through :func:`classify_lines_python` (no compiled code)."""
+    return _code_fraction(text, classify_lines_python)
 
 
 def strip_code(text: str, min_lines: int = 3) -> tuple[str, int]:
@@ -210,8 +237,10 @@ class CodeInTextFilter(BaseFilter):
 
     name = "🧹 code-in-text"
 
-    def __init__(self, threshold: float = 0.5, mode: str = "drop", strip_min_lines: int = 3):
-        super().__init__()
+    def __init__(
+        self, threshold: float = 0.5, mode: str = "drop", strip_min_lines: int = 3, batch_size: int = 64
+    ):
+        super().__init__(batch_size=batch_size)
         if mode not in ("drop", "strip"):
             raise ValueError(f"mode must be 'drop' or 'strip', got {mode!r}")
         self.threshold = threshold
@@ -219,7 +248,13 @@ class CodeInTextFilter(BaseFilter):
         self.strip_min_lines = strip_min_lines
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        frac = code_fraction(doc.text)
+        return self._decide(doc, code_fraction(doc.text))
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        """:meth:`filter` of each document, their code fractions computed in one batch (the same decisions)."""
+        return list(map(self._decide, batch, code_fractions([doc.text for doc in batch])))
+
+    def _decide(self, doc: Document, frac: float) -> bool | tuple[bool, str]:
         doc.metadata["code_fraction"] = round(frac, 4)
         if frac > self.threshold:
             return False, "code_in_text"

@@ -32,6 +32,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers import JsonlWriter
 
 from mixlab.curate.stats import DEDUP_LOGS, curation_stats, estimate_tokens
+from mixlab.executors import make_executor, wait_for_tasks  # noqa: F401 (make_executor: re-exported)
 from mixlab.recipe.sources import (
     CommitOptions,
     CommonOptions,
@@ -247,55 +248,6 @@ def default_logging_dir(output_folder: str) -> str:
     return f"{output_folder.rstrip('/')}_logs"
 
 
-def make_executor(
-    executor: str,
-    pipeline: list[PipelineStep],
-    tasks: int = 1,
-    workers: int = 1,
-    logging_dir: str | None = None,
-    job_name: str = "mixlab-curate",
-    **executor_kwargs: Any,
-) -> Any:
-    """A datatrove executor: ``local`` (LocalPipelineExecutor), ``slurm`` (needs ``partition``; ``time``
-    defaults to 24:00:00) or ``ray`` (needs the ``ray`` package); executors other than local are imported lazily.
-    """
-    if executor == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        return LocalPipelineExecutor(
-            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **executor_kwargs
-        )
-    if executor == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
-
-        if not executor_kwargs.get("partition"):
-            raise ValueError("the slurm executor needs a partition (--partition / partition=...)")
-        executor_kwargs.setdefault("time", "24:00:00")
-        executor_kwargs.setdefault("job_name", job_name)
-        if not any(executor_kwargs.get(k) for k in ("venv_path", "env_command", "condaenv")):
-            import os
-            import shlex
-            import sys
-
-            # jobs must find this interpreter's launch_pickled_pipeline even when its bin is not on PATH
-            bin_dir = shlex.quote(os.path.dirname(sys.executable))
-            executor_kwargs["env_command"] = f'export PATH={bin_dir}:"$PATH"'
-        return SlurmPipelineExecutor(
-            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **executor_kwargs
-        )
-    if executor == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise ImportError("executor='ray' needs the ray package: pip install 'ray[default]'")
-        from datatrove.executor.ray import RayPipelineExecutor
-
-        return RayPipelineExecutor(
-            pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **executor_kwargs
-        )
-    raise ValueError(f"executor must be 'local', 'slurm' or 'ray', got {executor!r}")
-
-
 def run_curation(
     options: SourceOptions,
     input_path: str,
@@ -329,8 +281,6 @@ def run_curation(
     assert exe is not None
     exe.run()
     if wait and executor == "slurm":  # Slurm's run() only submits; wait=True returns when every task is done
-        from mixlab.executors import wait_for_tasks
-
         wait_for_tasks(stage_logs, tasks, timeout_s=24 * 3600)
     stats = curation_stats(logging_dir, options.kind, tasks)
     complete = stats.tasks == tasks

@@ -5,11 +5,8 @@ Contracts:
   ``SLURM_CONF`` in this process so ``sbatch``/``squeue`` find the cluster, yields DIR, and on exit runs
   ``slurm.sh stop DIR`` only if the cluster was not already up when it entered. A failed start raises
   :class:`SlurmUnavailable` carrying the script's one-line diagnosis.
-- :func:`wait_for_tasks`: datatrove's SlurmPipelineExecutor only submits (``run()`` returns at once). This
-  polls ``<logging_dir>/completions/`` until ``tasks`` ranks are complete; it raises ``RuntimeError`` (with the
-  tail of the newest Slurm log) as soon as none of the run's jobs (:func:`queued_jobs`: those writing to
-  ``<logging_dir>/slurm_logs``) is left in the queue while ranks are missing (a failed task), and
-  ``TimeoutError`` after ``timeout_s``. It never waits without a bound.
+- :func:`wait_for_tasks`, :func:`queued_jobs`, :func:`completed_ranks` live in :mod:`mixlab.executors` (re-exported
+  here): a bounded wait for a submitted datatrove job, raising a ``RuntimeError`` when tasks failed or time ran out.
 """
 
 from __future__ import annotations
@@ -17,10 +14,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from mixlab.executors import completed_ranks, queued_jobs, wait_for_tasks  # noqa: F401 (re-exported)
 
 SCRIPT = Path(__file__).with_name("slurm.sh")
 DEFAULT_DIR = "/tmp/mixlab-slurm"
@@ -70,54 +68,3 @@ def slurm_cluster(state_dir: str | None = None, timeout_s: float = 900) -> Itera
             os.environ["SLURM_CONF"] = old_conf
         if not was_up:
             _script("stop", state_dir, 120)
-
-
-def queued_jobs(logging_dir: str) -> list[str]:
-    """``"<job id> <state>"`` of the queued/running jobs of the datatrove run in ``logging_dir`` (its tasks and
-    its stats-merge job: recognized by their output path ``<logging_dir>/slurm_logs/...``)."""
-    out = subprocess.run(
-        ["squeue", "-h", "--Format=JobID:30,State:20,StdOut:4096"], capture_output=True, text=True, timeout=30
-    )
-    if out.returncode != 0:
-        raise RuntimeError(
-            f"squeue failed ({out.stderr.strip()}): is Slurm up? pipelines/engines/slurm.sh status"
-        )
-    logs = os.path.join(os.path.abspath(logging_dir), "slurm_logs") + os.sep
-    return [
-        " ".join(f[:2])
-        for f in (line.split() for line in out.stdout.splitlines())
-        if len(f) == 3 and f[2].startswith(logs)
-    ]
-
-
-def _log_tail(logging_dir: str, lines: int = 5) -> str:
-    logs = sorted(Path(logging_dir, "slurm_logs").glob("*.out"), key=lambda p: p.stat().st_mtime)
-    if not logs:
-        return "no Slurm log written"
-    tail = logs[-1].read_text(errors="replace").strip().splitlines()[-lines:]
-    return f"{logs[-1]}:\n" + "\n".join(tail)
-
-
-def completed_ranks(logging_dir: str) -> int:
-    """How many ranks datatrove has marked complete in ``logging_dir``."""
-    folder = Path(logging_dir, "completions")
-    return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
-
-
-def wait_for_tasks(logging_dir: str, tasks: int, timeout_s: float = 600, poll_s: float = 0.25) -> float:
-    """Block until ``tasks`` ranks are complete; returns the seconds waited. See the module contract."""
-    start = time.monotonic()
-    while True:
-        if completed_ranks(logging_dir) >= tasks:
-            return time.monotonic() - start
-        if not queued_jobs(logging_dir) and completed_ranks(logging_dir) < tasks:
-            raise RuntimeError(
-                f"the Slurm jobs of {logging_dir} left the queue with {completed_ranks(logging_dir)}/{tasks} ranks "
-                f"complete; last log {_log_tail(logging_dir)}"
-            )
-        if time.monotonic() - start > timeout_s:
-            raise TimeoutError(
-                f"Slurm jobs of {logging_dir}: {completed_ranks(logging_dir)}/{tasks} ranks complete after "
-                f"{timeout_s:.0f}s; queued: {queued_jobs(logging_dir)} (`squeue` shows why jobs pend)"
-            )
-        time.sleep(poll_s)
