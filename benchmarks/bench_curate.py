@@ -9,7 +9,10 @@ then times, on the same files, in one process (one core):
   filter is the pipeline's one compute-heavy step, see ``bench_code_in_text.py``);
 - code: ``bare`` = pyarrow ``iter_batches`` over ``content`` converted to Python strings; the pipeline
   (Stack reader -> language filter -> quality filter -> exact dedup) without and with its writer, plus the
-  reader + language filter alone (the quality filter tokenizes every file: the heavy step).
+  reader + language filter alone (the quality filter tokenizes every file: the heavy step);
+- the content filters alone (code-in-text, code quality) on the texts of the same files, the Python rules and
+  the compiled path in turn, median CPU seconds of ``max(3, --repeat)`` (rows "filter alone"): their ratio to
+  the bare loop is the target of the curation-speed work (>= 0.5).
 
 The pipelines run in-process (steps chained as datatrove's executors chain them, without the executor's
 per-task logging). Section ``dedup`` times whole curations through ``run_curation`` (local executor, 2 tasks, one
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -71,6 +75,85 @@ def bare_parquet(files: list[Path]) -> tuple[int, int]:
                 for text in col.to_pylist():
                     docs += text is not None
     return docs, nbytes
+
+
+def load_texts(kind: str, files: list[Path]) -> tuple[list[str], int]:
+    """The documents' texts of ``files`` and the bytes the bare loop counts for them."""
+    if kind == "text":
+        texts, nbytes = [], 0
+        for path in files:
+            with open(path, "rb") as f:
+                for line in lines_of(f, path.name, MAX_LINE_BYTES):
+                    texts.append(orjson.loads(line)["text"])  # type: ignore[arg-type]
+                    nbytes += len(line)  # type: ignore[arg-type]
+        return texts, nbytes
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    texts, nbytes = [], 0
+    for path in files:
+        col = pq.read_table(path, columns=["content"]).column(0)
+        nbytes += pc.sum(pc.binary_length(col)).as_py() or 0
+        texts += [t for t in col.to_pylist() if t is not None]
+    return texts, nbytes
+
+
+def filter_variants(
+    sp_files: list[Path], st_files: list[Path]
+) -> dict[str, tuple[Callable[[], Any], int, int]]:
+    """The content filters alone on the texts of the same files: the Python rules and the compiled path.
+
+    Text: ``code_fraction_python`` (the per-line Python scorer, as before the compiled path) vs ``code_fractions``
+    over batches of 64 (what ``CodeInTextFilter`` runs). Code: ``code_quality_reason`` with the Python counts
+    (``reference_scan``: ``bytes.translate`` + the token regex, as before) vs the compiled ``scan``.
+    """
+    from mixlab.curate import code_quality as cq
+    from mixlab.curate.code_in_text import code_fraction_python, code_fractions
+
+    text, text_bytes = load_texts("text", sp_files)
+    code, code_bytes = load_texts("code", st_files)
+    compiled_scan = cq.scan
+
+    def quality(reference: bool) -> Callable[[], None]:
+        def go() -> None:
+            cq.scan = cq.reference_scan if reference else compiled_scan
+            try:
+                for t in code:
+                    cq.code_quality_reason(t)
+            finally:
+                cq.scan = compiled_scan
+
+        return go
+
+    code_fractions(text[:64])  # load the compiled kernels outside the timing
+    return {
+        "text filter alone, Python": (lambda: [code_fraction_python(t) for t in text], len(text), text_bytes),
+        "text filter alone, compiled": (
+            lambda: [code_fractions(text[i : i + 64]) for i in range(0, len(text), 64)],
+            len(text),
+            text_bytes,
+        ),
+        "code filter alone, Python": (quality(True), len(code), code_bytes),
+        "code filter alone, compiled": (quality(False), len(code), code_bytes),
+    }
+
+
+def interleaved(variants: dict[str, tuple[Callable[[], Any], int, int]], repeat: int) -> dict[str, dict]:
+    """Median CPU seconds of each variant, the variants run in turn ``repeat`` times (same load for each)."""
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, (fn, _docs, _nbytes) in variants.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            cpu[name].append(time.process_time() - c0)
+            wall[name].append(time.perf_counter() - w0)
+    out = {}
+    for name, (_fn, docs, nbytes) in variants.items():
+        c, w = statistics.median(cpu[name]), statistics.median(wall[name])
+        out[name] = {"docs": docs, "mb": nbytes / 1e6, "cpu_s": c, "wall_s": w, "mb_s": nbytes / 1e6 / c,
+                     "docs_s": docs / c}  # fmt: skip
+    return out
 
 
 def run_steps(steps: list[Any]) -> tuple[int, int]:
@@ -153,21 +236,31 @@ def main(argv: list[str] | None = None) -> int:
             "+ decontam + exact": {"dedup": "exact"},
             "+ decontam + minhash": {"dedup": "minhash"},
         }
-        dedup_rows = {
-            f"{label} {name}": timed(curation(kind, path, **opts), args.repeat)
-            for label, kind, path in (("text", "slimpajama", sp), ("code", "stack", st))
-            for name, opts in variants.items()
-        } if args.section in ("all", "dedup") else {}
-        rows = {} if args.section == "dedup" else {
-            "text bare (zstd + orjson)": timed(lambda: bare_jsonl(sp_files), args.repeat),
-            "text reader + set filter": timed(pipeline("slimpajama", sp, False, 2), args.repeat),
-            "text pipeline, no writer": timed(pipeline("slimpajama", sp, False), args.repeat),
-            "text pipeline + writer": timed(pipeline("slimpajama", sp, True), args.repeat),
-            "code bare (iter_batches)": timed(lambda: bare_parquet(st_files), args.repeat),
-            "code reader + lang filter": timed(pipeline("stack", st, False, 2), args.repeat),
-            "code pipeline, no writer": timed(pipeline("stack", st, False), args.repeat),
-            "code pipeline + writer": timed(pipeline("stack", st, True), args.repeat),
-        }
+        dedup_rows = (
+            {
+                f"{label} {name}": timed(curation(kind, path, **opts), args.repeat)
+                for label, kind, path in (("text", "slimpajama", sp), ("code", "stack", st))
+                for name, opts in variants.items()
+            }
+            if args.section in ("all", "dedup")
+            else {}
+        )
+        rows = (
+            {}
+            if args.section == "dedup"
+            else {
+                "text bare (zstd + orjson)": timed(lambda: bare_jsonl(sp_files), args.repeat),
+                "text reader + set filter": timed(pipeline("slimpajama", sp, False, 2), args.repeat),
+                "text pipeline, no writer": timed(pipeline("slimpajama", sp, False), args.repeat),
+                "text pipeline + writer": timed(pipeline("slimpajama", sp, True), args.repeat),
+                "code bare (iter_batches)": timed(lambda: bare_parquet(st_files), args.repeat),
+                "code reader + lang filter": timed(pipeline("stack", st, False, 2), args.repeat),
+                "code pipeline, no writer": timed(pipeline("stack", st, False), args.repeat),
+                "code pipeline + writer": timed(pipeline("stack", st, True), args.repeat),
+            }
+        )
+        if args.section in ("all", "filters"):
+            rows.update(interleaved(filter_variants(sp_files, st_files), max(3, args.repeat)))
         rows.update(dedup_rows)
     finally:
         if args.keep is None:
@@ -181,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         if name in dedup_rows:  # ratio: CPU time over the same kind's run without dedup and decontamination
             r["ratio"] = r["cpu_s"] / rows[f"{name[:4]} no dedup, no decontam"]["cpu_s"]
         else:
-            bare = rows["text bare (zstd + orjson)" if name.startswith("text") else "code bare (iter_batches)"]
+            bare = rows[
+                "text bare (zstd + orjson)" if name.startswith("text") else "code bare (iter_batches)"
+            ]
             r["ratio"] = r["mb_s"] / bare["mb_s"]
         print(
             f"{name:<28} {r['docs']:>7} {r['mb']:>7.1f} {r['cpu_s']:>7.2f} {r['wall_s']:>7.2f} "

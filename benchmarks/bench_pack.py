@@ -293,12 +293,11 @@ def bench_tokenize(corpus: dict[str, list[str]], repeat: int, tmp: Path) -> tupl
 
 
 def bench_pack(tmp: Path, stage_seconds: float, encode_1: float) -> str:
-    from mixlab.pack.ledger import SourceTokens
     from mixlab.pack.writer import pack_phase
-    from mixlab.shards import TokenShard
+    from mixlab.shards import TokenShardSet
 
-    sources = {name: SourceTokens(name, *TokenShard(tmp / "tokens" / name).train_arrays()) for name in ("text", "code")}
-    supply = {n: s.num_tokens for n, s in sources.items()}
+    sources = {name: TokenShardSet(tmp / "tokens" / name) for name in ("text", "code")}  # pack's TokenSource
+    supply = {n: int(s.train_block_counts()[1].sum()) for n, s in sources.items()}
     total = sum(supply.values())
     header = {"recipe_name": "bench", "recipe_hash": "0" * 64, "pack_key": "bench", "tokenizer": SPEC.info}
     times = []
@@ -309,7 +308,7 @@ def bench_pack(tmp: Path, stage_seconds: float, encode_1: float) -> str:
                        source_meta={}, starts={}, seq_len=1024, batch_size=8, seed=0, header=header)
         times.append(time.perf_counter() - t)
     secs = min(times)
-    rows = [["pack_phase (apportion, interleave, gather, write, recount, xxh64, manifest)", f"{m.num_sequences:,}",
+    rows = [["pack_phase (plan, shards: interleave, gather, write, xxh64; recount, manifest)", f"{m.num_sequences:,}",
              f"{m.planned_tokens / 1e6:.2f}", f"{secs:.3f}", f"{100 * secs / stage_seconds:.1f}%",
              f"{100 * secs / encode_1:.1f}%"]]
     return table(rows, ["step", "sequences", "M tokens", "s", "% of tokenize stage (2 procs, wall)",

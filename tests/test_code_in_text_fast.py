@@ -1,9 +1,11 @@
 """The fast code-in-text detector and quality-filter helpers give exactly the reference results.
 
-:mod:`mixlab.curate.code_in_text` (C-level word features, bytes-level symbol/camelCase counts, a per-document
-cache of line scores) must label every line exactly as :mod:`mixlab.curate._code_in_text_reference` (the frozen
-readable rules): checked line by line and document by document on the labeled set of the detector benchmark,
-the embedded SlimPajama sample and generated edge cases. The code quality helpers are checked against their
+:mod:`mixlab.curate.code_in_text` (its Python scorer: C-level word features, bytes-level symbol/camelCase counts,
+a per-document cache; and the compiled batch path of :mod:`mixlab.curate._code_in_text_compiled` that
+``code_fraction``, ``classify_lines``, ``strip_code`` and the filter use) must label every line exactly as
+:mod:`mixlab.curate._code_in_text_reference` (the frozen readable rules): checked line by line and document by
+document on both labeled sets of the detector benchmark, the embedded SlimPajama sample and generated edge cases
+(Unicode letters, digits, spaces and title case included); the filter's decisions likewise. The code quality helpers are checked against their
 definitions and against The Stack's precomputed columns of the embedded sample.
 """
 
@@ -14,8 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from datatrove.data import Document
 
+from mixlab.curate import _code_in_text_compiled as compiled
 from mixlab.curate import _code_in_text_reference as ref
+from mixlab.curate import _code_in_text_regex as regex
 from mixlab.curate import _code_in_text_rules as rules
 from mixlab.curate import code_in_text as fast
 from mixlab.curate.code_quality import alphanum_fraction, code_quality_reason
@@ -51,6 +56,14 @@ EDGE_LINES = [
     "==========",
     "npm install commander",
     "template <typename T>",
+    "\u01c5ebug the \u00c9cole of it, \u0663[\u0664] x.\u00e9t(1) f\u00e9_x(\u00e9)",
+    "\u00e9l\u00e8ve \u00e9tait l\u00e0 \u2014 the of which are the one,",
+    "Caf\u00e9 na\u00efve r\u00e9sum\u00e9 the of and it is the of",
+    "if\u00e9: x",
+    "\u2003def f(x):\u3000",
+    "a)\u2003{ b)\u00a0; c[\u0663] $\u00e9 \u00e9[0] \u00e9(1)",
+    "\\begin{x} the of",
+    "x = `a` and [b](c) `d`,",
 ]
 
 
@@ -71,6 +84,7 @@ def _fuzz_lines(n: int = 3000) -> list[str]:
     rng = random.Random(0)
     alphabet = list("aAzZ_09 \t;{}()[]<>=:+-*/&|!%^~$#@\\\"'`.,?") + [
         "the ", "Of ", "which ", "\u212a", "\u00e9", "\u00a0", "\x1c", "def ", "return ", "```", "//", "/*", "*/",
+        "\u00c9", "\u01c5", "\u0663", "\u2003", "\u4e2d", "\u0301", "](", "SELECT ", "x := ", "#include",
     ]  # fmt: skip
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(n)]
 
@@ -103,6 +117,76 @@ def test_documents_identical():
         assert fast.code_fraction(text) == ref.code_fraction(text)
         for min_lines in (1, 3):
             assert fast.strip_code(text, min_lines) == ref.strip_code(text, min_lines)
+
+
+def test_compiled_line_scores_identical():
+    """The compiled scorer (one batch, regex flags over the joined lines) equals the reference on every line."""
+    lines = [line for text in _corpus() for line in text.split("\n")]
+    lines += EDGE_LINES + _fuzz_lines()
+    stripped = [line.strip() for line in lines]
+    scores = compiled.line_scores(stripped).tolist()
+    diff = [(s, got) for s, got in zip(stripped, scores, strict=True) if s and got != ref.line_score(s)]
+    assert not diff, diff[:5]
+
+
+def test_compiled_batches_identical():
+    """Batched code fractions and labels do not depend on the batch: each equals the reference of its text."""
+    rng = random.Random(2)
+    fuzz = _fuzz_lines()
+    docs = _corpus() + ["\n".join(rng.sample(fuzz, 12)) for _ in range(200)] + ["", "\n\n", "x"]
+    rng.shuffle(docs)
+    want = [ref.code_fraction(text) for text in docs]
+    for size in (1, 7, 64, len(docs)):
+        got = [f for i in range(0, len(docs), size) for f in fast.code_fractions(docs[i : i + size])]
+        assert got == want, size
+
+
+def test_filter_decisions_identical():
+    """CodeInTextFilter (batched, both modes) keeps, drops (same reason), strips and annotates as the reference."""
+    docs = _corpus()
+    for mode in ("drop", "strip"):
+        step = fast.CodeInTextFilter(threshold=0.5, mode=mode, strip_min_lines=3, batch_size=32)
+        batch = [Document(text=t, id=str(i)) for i, t in enumerate(docs)]
+        got = [step.filter_batch(batch[i : i + 32]) for i in range(0, len(batch), 32)]
+        got = [r for chunk in got for r in chunk]
+        for text, doc, result in zip(docs, batch, got, strict=True):
+            frac = ref.code_fraction(text)
+            assert doc.metadata["code_fraction"] == round(frac, 4)
+            if frac > 0.5:
+                assert result == (False, "code_in_text")
+            elif mode == "strip" and frac > 0:
+                out, removed = ref.strip_code(text, 3)
+                if removed and not out.strip():
+                    assert result == (False, "empty_after_strip")
+                else:
+                    assert result is True and doc.text == (out if removed else text)
+            else:
+                assert result is True and doc.text == text
+
+
+def test_line_safe_and_screen():
+    """Rewritten patterns match a line where the originals do; the keyword screen never rejects a match."""
+    with pytest.raises(ValueError):
+        regex.line_safe(r"a[\s,]b", False)
+    lines = [s for s in (line.strip() for line in EDGE_LINES + _fuzz_lines()) if s]
+    for pattern in (rules.KEYWORD_START, rules.KEY_VALUE, rules.COMMENT):
+        safe = regex.line_safe(pattern.pattern, True)
+        assert [bool(safe.match("\n" + s)) for s in lines] == [bool(pattern.match(s)) for s in lines]
+    text = "\n".join(lines)
+    a = compiled._codepoints(text)
+    starts, ends = compiled._bounds(a)
+    keep = regex._screen(a, starts, ends, *regex._KEYWORD_SCREEN)
+    missed = [s for s, k in zip(lines, keep.tolist(), strict=True) if rules.KEYWORD_START.match(s) and not k]
+    assert not missed, missed[:5]
+
+
+def test_quick_no_code_definition():
+    """The one-scan quick screen equals its definition: no hint substring and few code symbols."""
+    for text in _corpus()[:400] + EDGE_LINES + _fuzz_lines(500):
+        want = not any(h in text for h in rules.QUICK_HINTS) and sum(
+            text.count(c) for c in rules.QUICK_SYMBOLS
+        ) < 0.004 * len(text)
+        assert rules.quick_no_code(text) == want
 
 
 def test_alphanum_fraction_matches_definition_and_stack_columns():

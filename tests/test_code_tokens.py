@@ -1,8 +1,8 @@
 """The compiled token counts of the code quality filter equal the regex specification on every tested text.
 
-:func:`mixlab.curate.code_quality.literal_and_keyword_fractions` (numba, :mod:`mixlab.curate._code_tokens`)
-must return exactly what :func:`~mixlab.curate.code_quality.literal_and_keyword_fractions_reference` (the
-``_TOKEN.findall`` + ``Counter`` rules) returns, hence the same ``code_quality_reason`` on every file: checked
+:func:`mixlab.curate._code_tokens.scan` (numba: alphanumerics and token counts in one pass) must return exactly
+what :func:`~mixlab.curate.code_quality.reference_scan` (``bytes.translate`` and the ``_TOKEN.findall`` +
+``Counter`` rules) returns, hence the same ``code_quality_reason`` on every file: checked
 on the embedded Stack sample, the detector's labeled sets and fuzzed texts with quotes, escapes, newlines,
 digits after non-ASCII letters, KELVIN SIGN and non-ASCII digits.
 """
@@ -43,7 +43,15 @@ EDGE = [
 
 def _fuzz(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    alphabet = list("aZ_09 .\"'\\\n\t(),") + ["if ", "Return", "\u212a", "\u00e9", "\u0663", "\u00bd", "\ud800"]
+    alphabet = list("aZ_09 .\"'\\\n\t(),") + [
+        "if ",
+        "Return",
+        "\u212a",
+        "\u00e9",
+        "\u0663",
+        "\u00bd",
+        "\ud800",
+    ]
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(n)]
 
 
@@ -63,7 +71,9 @@ def test_token_counts_equal_reference():
     """Literal share, keyword share and token count are identical to the regex rules on real and fuzzed texts."""
     texts = _texts() + EDGE + _fuzz(3000, 0)
     diff = [
-        t for t in texts if cq.literal_and_keyword_fractions(t) != cq.literal_and_keyword_fractions_reference(t)
+        t
+        for t in texts
+        if cq.literal_and_keyword_fractions(t) != cq.literal_and_keyword_fractions_reference(t)
     ]
     assert not diff, [t[:80] for t in diff[:5]]
 

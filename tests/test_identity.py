@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mixlab.cli import main
 from mixlab.pack.dataset import open_phase
 from mixlab.pack.export import export_phase
 from mixlab.recipe import load_recipe
+from mixlab.shards import TokenShardSet
 from mixlab.stages import run
 from mixlab.train.checkpoint import load_checkpoint
 from tests.test_integrity import RECIPE
@@ -39,12 +41,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_cl100k_eos_is_the_id_the_data_uses_everywhere(trained: dict[str, Path], tmp_path: Path) -> None:
-    """Manifest, export sidecar and checkpoint record cl100k_base with EOS 100257 (its <|endoftext|>), and every
-    document in the packed data ends with that id."""
+    """Token sets, manifest, export sidecar and checkpoint record cl100k_base with EOS 100257 (its <|endoftext|>),
+    and every tokenized document ends with that id."""
     phase = open_phase(trained["tiktoken-packed"])
     info = phase.manifest.tokenizer
     assert (info.name, info.eos_id, info.vocab_size) == ("cl100k_base", 100257, 100277)
-    assert (phase.tokens == 100257).any() and not (phase.tokens == 100276).any()
+    shards = sorted((trained["tiktoken-packed"].parents[1] / "tokens").iterdir())
+    for shard in map(TokenShardSet, shards):
+        assert shard.tokenizer == info
+        tokens, lengths = shard.train_block(0)
+        assert (np.asarray(tokens)[np.cumsum(lengths) - 1] == 100257).all()  # every document ends with it
+    assert not (np.asarray(phase.tokens) == 100276).any()  # vocab - 1 (<|endofprompt|>) never appears
     export_phase(trained["tiktoken-packed"], tmp_path / "x", "megatron")
     sidecar = json.loads((tmp_path / "x.megatron.export.json").read_text())
     assert sidecar["tokenizer"] == info.model_dump(mode="json")

@@ -90,8 +90,8 @@ def test_budget_below_one_batch_is_refused() -> None:
         _plan(requested_tokens=31)
 
 
-PAPER_SUPPLY = {"text": 2e12, "code": 3e11, "synthetic": 1e9, "markup": 5e10, "stackexchange": 2e10,
-                "notebooks": 5e9, "commits": 2e10}
+PAPER_SUPPLY = {"text": 2e12, "text-hq": 1e11, "code": 3e11, "synthetic": 1e9, "markup": 5e10,
+                "stackexchange": 2e10, "notebooks": 5e9, "commits": 2e10, "issues": 1e10}
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_packs_and_audit_matches_manifest(path: Path, workspace: Path) -> None:
-    """For every phase of every shipped recipe: realized tokens recounted from seq_source.npy equal the plan
+    """For every phase of every shipped recipe: realized tokens recounted from the shards' source files equal the plan
     for each source, the phase holds exactly its budget rounded down to whole batches, every prefix is within
     one sequence of target, and each phase starts each source where the previous phase left it."""
     recipe = load_recipe(path)

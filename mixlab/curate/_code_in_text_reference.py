@@ -6,7 +6,9 @@ logic above single lines (fences, comments, neighbour context, document prior, b
 computes exactly the same scores with faster code (C-level token features, a per-document cache of line
 scores); ``tests/test_code_in_text_fast.py`` checks that the two agree line by line and document by document on
 the labeled set, the embedded sample and generated edge cases. A change of the line rules must be made in both
-``line_score`` functions; a change of a table or of the block logic, in the rules module only.
+``line_score`` functions and in :mod:`mixlab.curate._code_in_text_scores` (the compiled loop); a change of a
+regex is picked up by the compiled path (it refuses patterns it cannot rewrite); a change of the block logic
+must be mirrored in ``_labels`` of :mod:`mixlab.curate._code_in_text_compiled`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def line_score(line: str) -> int:
     elif density > 0.2:
         score += 1
     words = alpha = stop = 0  # prose-like words, alphabetic tokens, English function words
-    for tok in s.split(None, R.MAX_TOKENS)[:R.MAX_TOKENS]:  # a prefix decides; long paragraphs cost no more
+    for tok in s.split(None, R.MAX_TOKENS)[: R.MAX_TOKENS]:  # a prefix decides; long paragraphs cost no more
         w = tok.strip(R.PUNCT)
         if w.isalpha():
             alpha += 1

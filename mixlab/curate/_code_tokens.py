@@ -1,7 +1,7 @@
 """Compiled token counts of the code quality filter: one numba pass instead of a regex ``findall`` + ``Counter``.
 
-Contract: :func:`token_counts(text, keywords) <token_counts>` returns ``(tokens, literals, words, keywords)``,
-exactly the counts :func:`mixlab.curate.code_quality.literal_and_keyword_fractions_reference` derives from
+Contract: :func:`scan(text, keys) <scan>` returns ``(alphanumerics, tokens, literals, words, keywords)``,
+exactly the counts :func:`mixlab.curate.code_quality.reference_scan` derives from ``bytes.translate`` and
 ``_TOKEN.findall(text)`` (``tests/test_code_tokens.py`` compares them on the embedded Stack sample, the
 detector's labeled sets and fuzzed texts): tokens are, scanning left to right and taking the first alternative
 that matches at each position,
@@ -14,8 +14,9 @@ that matches at each position,
 literals = strings + numbers, words = identifiers, keywords = identifiers whose ``lower()`` is in the keyword
 set. Character classes are Python ``re``'s for ``str`` patterns: the 128 ASCII characters come from a table, the
 few distinct non-ASCII characters of a text are classified by ``re`` itself (``\\w``, ``\\d``) and passed in as a
-class per character, so the compiled loop never guesses at Unicode. A keyword is at most :data:`MAX_KEY` ASCII letters,
-packed 5 bits a letter into an int64; the only non-ASCII character whose lowercase is an ASCII letter is KELVIN
+class per character, so the compiled loop never guesses at Unicode. The same pass counts the alphanumeric
+characters (``str.isalnum``, as The Stack's ``alphanum_fraction``): :func:`scan`. A keyword is at most
+:data:`MAX_KEY` ASCII letters, packed 5 bits a letter into an int64; the only non-ASCII character whose lowercase is an ASCII letter is KELVIN
 SIGN (-> ``k``), so any other non-ASCII character makes a token no keyword (checked in the tests).
 The kernel is compiled once per machine (``cache=True``), not per task.
 """
@@ -32,17 +33,19 @@ MAX_KEY = 12  # letters; 12 x 5 bits fit an int64
 KELVIN = 0x212A
 _WORD = re.compile(r"\w")
 _DIGIT = re.compile(r"\d")
-# ASCII classes: bit 1 = \w, bit 2 = \d, bit 4 = [A-Za-z_]
-_ASCII_CLASS = np.array(
-    [
-        (1 if _WORD.match(chr(c)) else 0)
-        | (2 if _DIGIT.match(chr(c)) else 0)
-        | (4 if chr(c).isascii() and (chr(c).isalpha() or c == 95) else 0)
-        for c in range(128)
-    ],
-    dtype=np.uint8,
-)
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def char_class(c: str) -> int:
+    """Class bits of one character: 1 = ``\\w``, 2 = ``\\d`` (``re``'s), 4 = ``[A-Za-z_]``, 8 = ``str.isalnum``."""
+    return (
+        (1 if _WORD.match(c) else 0)
+        | (2 if _DIGIT.match(c) else 0)
+        | (4 if c.isascii() and (c.isalpha() or c == "_") else 0)
+        | (8 if c.isalnum() else 0)
+    )
+
+
+_ASCII_CLASS = np.array([char_class(chr(c)) for c in range(128)], dtype=np.uint8)
 
 
 def pack_keywords(keywords: Iterable[str]) -> np.ndarray:
@@ -60,9 +63,19 @@ def pack_keywords(keywords: Iterable[str]) -> np.ndarray:
     return np.array(sorted(set(keys)), dtype=np.int64)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _at(a, cls, direct, i):  # pragma: no cover - compiled
+    return cls[a[i]] if direct else cls[i]
+
+
 @njit(cache=True, nogil=True)
-def _count(a, cls, keys):  # pragma: no cover - compiled
+def _count(a, cls, direct, keys):  # pragma: no cover - compiled
+    """(alphanumerics, tokens, literals, words, keywords); ``cls`` per character, or the ASCII table if direct."""
     n = a.shape[0]
+    alnum = 0
+    for i in range(n):
+        if _at(a, cls, direct, i) & 8:
+            alnum += 1
     tokens = literals = words = keywords = 0
     i = 0
     while i < n:
@@ -90,10 +103,10 @@ def _count(a, cls, keys):  # pragma: no cover - compiled
             else:
                 i += 1
             continue
-        k = cls[i]
-        if k & 2 and (i == 0 or not (cls[i - 1] & 1)):
+        k = _at(a, cls, direct, i)
+        if k & 2 and (i == 0 or not (_at(a, cls, direct, i - 1) & 1)):
             j = i + 1  # a number: [\w.]*
-            while j < n and (a[j] == 46 or cls[j] & 1):
+            while j < n and (a[j] == 46 or _at(a, cls, direct, j) & 1):
                 j += 1
             tokens += 1
             literals += 1
@@ -105,7 +118,7 @@ def _count(a, cls, keys):  # pragma: no cover - compiled
             j = i
             while j < n:
                 d = a[j]
-                if not (cls[j] & 1):
+                if not (_at(a, cls, direct, j) & 1):
                     break
                 if ok:
                     if d == KELVIN:
@@ -126,23 +139,19 @@ def _count(a, cls, keys):  # pragma: no cover - compiled
             i = j
             continue
         i += 1
-    return tokens, literals, words, keywords
+    return alnum, tokens, literals, words, keywords
 
 
-def token_counts(text: str, keys: np.ndarray) -> tuple[int, int, int, int]:
-    """(tokens, literals, words, keywords) of ``text``; ``keys`` from :func:`pack_keywords` (see the module doc)."""
+def scan(text: str, keys: np.ndarray) -> tuple[int, int, int, int, int]:
+    """(alphanumerics, tokens, literals, words, keywords) of ``text``; ``keys`` from :func:`pack_keywords`."""
     if text.isascii():
         a = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-        cls = _ASCII_CLASS[a]
+        counts = _count(a, _ASCII_CLASS, True, keys)
     else:
         a = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        others = sorted(set(_NON_ASCII.findall(text)))
-        other_cps = np.array([ord(c) for c in others], dtype=np.uint32)
-        other_class = np.array(
-            [(1 if _WORD.match(c) else 0) | (2 if _DIGIT.match(c) else 0) for c in others], dtype=np.uint8
-        )
         high = a >= 128
+        cps, inverse = np.unique(a[high], return_inverse=True)
         cls = _ASCII_CLASS[np.where(high, 0, a)]
-        cls[high] = other_class[np.searchsorted(other_cps, a[high])]
-    t, lit, w, kw = _count(a, cls, keys)
-    return int(t), int(lit), int(w), int(kw)
+        cls[high] = np.array([char_class(chr(c)) for c in cps.tolist()], dtype=np.uint8)[inverse]
+        counts = _count(a, cls, False, keys)
+    return tuple(int(x) for x in counts)  # type: ignore[return-value]

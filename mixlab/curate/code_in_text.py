@@ -21,21 +21,24 @@ plain words with sentence punctuation (verse ending with ``;``), Markdown links;
 follow their context. Held-out packages (``benchmarks/data/code_in_text_heldout.jsonl.zst``, split ``test``):
 F1 0.994 at the 0.10 cut, 0.6% of prose flagged (``benchmarks/RESULTS.md``); numbers below are older.
 
-Measured (``benchmarks/bench_code_in_text.py`` on the labeled set of :mod:`mixlab.curate.detector_eval`, held-out
-half, 505 real documents): drop decisions at threshold 0.5 precision 0.944 / recall 0.898 (the previous
-version: 0.977 / 0.690); code lines of prose-with-code documents precision 0.856 / recall 0.889; ~8.6 MB/s
-per core (2,150 docs/s; 6.3 MB/s for the reference rules in the same run; prose without code symbols skips the
-per-line pass). The tables and the block logic exist once, in :mod:`mixlab.curate._code_in_text_rules`; the line
-score is specified by :mod:`mixlab.curate._code_in_text_reference` and this module computes the same scores
-faster (word features through ``map``/``filter``, symbol density and camelCase through ``bytes.translate``, a
-per-document cache of line scores; equality tested in tests/test_code_in_text_fast.py).
-A whole-document pre-screen for documents without any code line was measured not to pay: on the x4 sample, of
-the 2,052 documents reaching the detector 1,564 take the quick path (0.04 s), 24 reach the per-line pass and
-have no code line (0.11 s), 464 have at least one (1.41 s): a perfect screen would save ~7%.
+Two implementations of one set of rules: :func:`line_score` / :func:`classify_lines_python` /
+:func:`code_fraction_python` are the Python scorer (word features through ``map``/``filter``, ``bytes.translate``
+counts, a per-document cache), specified by :mod:`mixlab.curate._code_in_text_reference`; :func:`classify_lines`,
+:func:`code_fraction`, :func:`code_fractions` (a batch), :func:`strip_code` and the filter run the compiled path
+of :mod:`mixlab.curate._code_in_text_compiled` (numba; regexes once per batch on the lines that can match).
+Both give the reference's labels, fractions and strip output exactly (tests/test_code_in_text_fast.py). The
+tables and the block logic exist once, in :mod:`mixlab.curate._code_in_text_rules`.
+
+Measured (``benchmarks/bench_code_in_text.py``, labeled set, held-out half, 505 real documents): drop decisions at
+threshold 0.5 precision 0.950 / recall 0.914; code lines of prose-with-code documents precision 0.865 / recall
+0.899. Speed per core (``benchmarks/RESULTS.md``, "Content filters compiled"): the Python scorer 8.5-9.8 MB/s,
+the compiled path in batches of 64 24.5 MB/s on the labeled set and 31.9 MB/s on the SlimPajama sample x8
+(0.12x of the bare zstd + orjson reading loop there).
 
 Step: :class:`CodeInTextFilter` (mode ``drop`` | ``strip``) drops documents whose code fraction exceeds the
 threshold (reason ``code_in_text``); in ``strip`` mode it also removes code blocks from the documents it keeps
-(stat ``code_blocks_stripped``; a document left empty is dropped as ``empty_after_strip``).
+(stat ``code_blocks_stripped``; a document left empty is dropped as ``empty_after_strip``). It scores documents in
+batches of ``batch_size`` (datatrove's ``filter_batch``; the decisions are those of one document at a time).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from itertools import repeat
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from mixlab.curate._code_in_text_compiled import label_batch
 from mixlab.curate._code_in_text_rules import (
     AMBIGUOUS,
     BLOCK_COLON,
@@ -78,7 +82,6 @@ from mixlab.curate._code_in_text_rules import (
     strip_blocks,
 )
 from mixlab.curate._code_in_text_rules import code_fraction as _code_fraction
-from mixlab.curate._code_in_text_compiled import label_batch
 
 __all__ = [
     "AMBIGUOUS", "CODE_SCORE", "CONTEXT_WEIGHT", "DOC_PRIOR", "CodeInTextFilter", "classify_lines", "code_blocks",
@@ -202,7 +205,7 @@ def classify_lines(lines: list[str]) -> list[bool | None]:
     """
     if any("\n" in line for line in lines):
         return classify_lines_python(lines)
-    _, labels, _, _, _ = label_batch(["\n".join(lines)], _score)
+    _, labels, _, _, _ = label_batch(["\n".join(lines)])
     return [None if v < 0 else v == 1 for v in labels.tolist()]
 
 
@@ -211,7 +214,7 @@ def code_fractions(texts: Sequence[str]) -> list[float]:
     out = [0.0] * len(texts)
     todo = [i for i, text in enumerate(texts) if text and not quick_no_code(text)]
     if todo:
-        _, _, _, code, total = label_batch([texts[i] for i in todo], _score)
+        _, _, _, code, total = label_batch([texts[i] for i in todo])
         for i, c, t in zip(todo, code.tolist(), total.tolist(), strict=True):
             out[i] = c / t if t else 0.0
     return out

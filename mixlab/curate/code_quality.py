@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from mixlab.curate._code_tokens import pack_keywords, token_counts
+from mixlab.curate._code_tokens import pack_keywords, scan
 from mixlab.recipe.sources import StackOptions
 
 _TOKEN_PATTERN = r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|\b\d[\w.]*|[A-Za-z_]\w*"
@@ -74,30 +74,31 @@ def _line_lengths(text: str) -> tuple[list[str], list[int]]:
 
 
 def alphanum_fraction(text: str) -> float:
-    """Share of alphanumeric characters (``str.isalnum``, as The Stack's ``alphanum_fraction``)."""
-    if not text:
-        return 0.0
-    if text.isascii():  # bytes.translate deletes at ~475 MB/s; the regex below runs at ~18 MB/s
-        return len(text.encode("ascii").translate(None, _ASCII_NON_ALNUM)) / len(text)
-    # mixed text: the ASCII characters through bytes.translate (UTF-8 bytes >= 0x80 deleted too), the few
-    # non-ASCII characters through the regex (``[\W_]`` = not ``str.isalnum``)
-    ascii_alnum = len(text.encode("utf-8", "surrogatepass").translate(None, _NON_ASCII_OR_NON_ALNUM))
-    other = "".join(_NON_ASCII_RUN.findall(text))
-    return (ascii_alnum + len(_NON_ALNUM.sub("", other))) / len(text)
+    """Share of alphanumeric characters (``str.isalnum``, as The Stack's ``alphanum_fraction``; compiled scan)."""
+    return scan(text, _KEYWORD_KEYS)[0] / len(text) if text else 0.0
 
 
 def literal_and_keyword_fractions(text: str) -> tuple[float, float, int]:
     """(literal share of tokens, keyword share of words, number of tokens).
 
-    The counts of :func:`literal_and_keyword_fractions_reference` from one compiled pass
-    (:mod:`mixlab.curate._code_tokens`; equal on every tested text).
+    The counts of :func:`reference_scan` from one compiled pass (:mod:`mixlab.curate._code_tokens`; equal on
+    every tested text).
     """
-    n, literals, words, keywords = token_counts(text, _KEYWORD_KEYS)
+    return _fractions(*scan(text, _KEYWORD_KEYS)[1:])
+
+
+def _fractions(n: int, literals: int, words: int, keywords: int) -> tuple[float, float, int]:
     return (literals / n if n else 0.0), (keywords / words if words else 0.0), n
 
 
-def literal_and_keyword_fractions_reference(text: str) -> tuple[float, float, int]:
-    """The specification of :func:`literal_and_keyword_fractions`: ``_TOKEN.findall`` and a ``Counter``."""
+def reference_scan(text: str, keys: object = None) -> tuple[int, int, int, int, int]:
+    """The specification of :func:`mixlab.curate._code_tokens.scan` (the rules before it, in Python):
+    (alphanumerics, tokens, literals, words, keywords) from ``bytes.translate`` and ``_TOKEN.findall``."""
+    if text.isascii():  # bytes.translate deletes at ~475 MB/s
+        alnum = len(text.encode("ascii").translate(None, _ASCII_NON_ALNUM))
+    else:  # ASCII characters through bytes.translate, the non-ASCII runs through the regex (``[\W_]``)
+        alnum = len(text.encode("utf-8", "surrogatepass").translate(None, _NON_ASCII_OR_NON_ALNUM))
+        alnum += len(_NON_ALNUM.sub("", "".join(_NON_ASCII_RUN.findall(text))))
     literals = words = keywords = 0
     tokens = (_TOKEN_ASCII if text.isascii() else _TOKEN).findall(text)
     for tok, count in Counter(tokens).items():  # distinct tokens only: ~3x fewer Python iterations on code
@@ -108,15 +109,21 @@ def literal_and_keyword_fractions_reference(text: str) -> tuple[float, float, in
             words += count
             if tok.lower() in KEYWORDS:
                 keywords += count
-    n = len(tokens)
-    return (literals / n if n else 0.0), (keywords / words if words else 0.0), n
+    return alnum, len(tokens), literals, words, keywords
+
+
+def literal_and_keyword_fractions_reference(text: str) -> tuple[float, float, int]:
+    """:func:`literal_and_keyword_fractions` from :func:`reference_scan`."""
+    return _fractions(*reference_scan(text)[1:])
 
 
 # Speed (Stack sample x4, one core): 14.8 MB/s; 9.5 MB/s before the ASCII fast paths and the Counter above.
 # Then (same sample, best of 5 interleaved on the shared machine): 1.06 -> 0.87 CPU s for 13.1 MB: line lengths
 # through map(len), the minified scan skipped when no line reaches minified_line_length, alphanum_fraction of
 # non-ASCII texts through bytes.translate + a regex over the non-ASCII runs only (0.124 -> 0.061 s). The token
-# findall (~0.4 s of ASCII code here) stays: unrolled/possessive variants of the pattern measured no faster.
+# findall (~0.4 s of ASCII code here) stayed: unrolled/possessive variants of the pattern measured no faster.
+# Now both the alphanumeric count and the tokens come from one compiled pass (``_code_tokens.scan``; the
+# Python rules above are ``reference_scan``): numbers in benchmarks/RESULTS.md ("Content filters compiled").
 def code_quality_reason(text: str, t: StackOptions = DEFAULT_OPTIONS) -> str | None:
     """The reason to drop ``text`` as code, or None to keep it (see the module docstring for the order)."""
     if t.drop_autogenerated and is_autogenerated(text, t.autogen_markers, t.autogen_header_lines):
@@ -133,10 +140,12 @@ def code_quality_reason(text: str, t: StackOptions = DEFAULT_OPTIONS) -> str | N
         return "max_line_length"
     if sum(lengths) / len(lengths) > t.max_avg_line_length:
         return "avg_line_length"
-    if alphanum_fraction(text) < t.min_alphanum_fraction:
+    # one compiled pass counts alphanumerics and tokens (= alphanum_fraction, literal_and_keyword_fractions)
+    alnum, n, literals, words, keywords = scan(text, _KEYWORD_KEYS) if text else (0, 0, 0, 0, 0)
+    if (alnum / len(text) if text else 0.0) < t.min_alphanum_fraction:
         return "alphanum_fraction"
     if t.drop_data_like:
-        literal_frac, keyword_frac, n = literal_and_keyword_fractions(text)
+        literal_frac, keyword_frac, n = _fractions(n, literals, words, keywords)
         if n >= t.min_tokens_for_data_check:
             if literal_frac > t.max_literal_fraction:
                 return "data_like"
