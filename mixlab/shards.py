@@ -29,10 +29,11 @@ from typing import Any, Literal
 
 import numpy as np
 import xxhash
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from mixlab.errors import CorruptOutputError
 from mixlab.jsonl import read_jsonl
+from mixlab.sealed import FileEntry, Sealed, read_sealed
 from mixlab.tokenizer import TokenizerInfo, load_tokenizer
 from mixlab.workspace import verify
 
@@ -76,12 +77,6 @@ def block_file(stem: str, split: str, kind: str) -> str:
 # ----------------------------------------------------------------------------------------------- manifest
 
 
-class FileDigest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    bytes: int = Field(description="File size in bytes.")
-    xxh64: str = Field(description="xxh64 hex digest of the file's bytes.")
-
-
 class BlockEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Block stem '<input file index:05d>-<chunk:04d>', e.g. '00012-0003'.")
@@ -89,10 +84,9 @@ class BlockEntry(BaseModel):
     tokens: int = Field(description="Tokens in the block, one EOS per document included.")
 
 
-class TokenSetManifest(BaseModel):
+class TokenSetManifest(Sealed):
     """What a token shard set holds, sealed by its own digest."""
 
-    model_config = ConfigDict(extra="forbid")
     format_version: int = Field(FORMAT_VERSION, description="Layout version of the set (module contract).")
     source: str = Field(description="Recipe source name.")
     tokenizer: TokenizerInfo = Field(description="Who tokenized the data (eos_id ends every document).")
@@ -107,16 +101,8 @@ class TokenSetManifest(BaseModel):
     bytes: int = Field(description="UTF-8 bytes of every document's text.")
     train_blocks: list[BlockEntry] = Field(description="Training blocks in name order.")
     heldout_blocks: list[BlockEntry] = Field(description="Held-out blocks in name order.")
-    files: dict[str, FileDigest] = Field(description="Size and xxh64 of every file but manifest.json.")
+    files: dict[str, FileEntry] = Field(description="Size and xxh64 of every file but manifest.json.")
     curation: dict[str, Any] = Field(default_factory=dict, description="The source's curation statistics.")
-    digest: str = Field("", description="xxh64 of this manifest's canonical JSON without this field (seal()).")
-
-    def content_digest(self) -> str:
-        return xxhash.xxh64(self.model_dump_json(exclude={"digest"}).encode()).hexdigest()
-
-    def seal(self) -> TokenSetManifest:
-        """This manifest with its digest filled in: an edited field no longer matches and is refused."""
-        return self.model_copy(update={"digest": self.content_digest()})
 
     def expected_files(self) -> list[str]:
         """Every block file the manifest's blocks imply."""
@@ -130,15 +116,7 @@ def read_set_manifest(folder: Path) -> TokenSetManifest:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise CorruptOutputError(f"{folder}: no {MANIFEST} (never finished); re-run the recipe's tokenize stage")
-    try:
-        manifest = TokenSetManifest.model_validate_json(path.read_bytes())
-    except ValidationError as e:
-        raise CorruptOutputError(f"{path}: not a token set manifest ({str(e).splitlines()[0]}; an older mixlab "
-                                 "or damage); re-run the recipe: the tokenize stage rebuilds it") from None
-    if manifest.digest != manifest.content_digest():
-        raise CorruptOutputError(f"{path}: its content differs from its recorded digest (edited or damaged); "
-                                 "re-run the recipe: the tokenize stage rebuilds it")
-    return manifest
+    return read_sealed(TokenSetManifest, path, "re-run the recipe: the tokenize stage rebuilds it")
 
 
 # ------------------------------------------------------------------------------------------------- reader

@@ -43,7 +43,7 @@ from mixlab.shards import (
     SPLITS,
     BlockEntry,
     EncodingRef,
-    FileDigest,
+    FileEntry,
     TokenSetManifest,
     TokenShardSet,
     block_file,
@@ -214,12 +214,12 @@ class TokenizeBlocks(PipelineStep):
 def _assemble(build: Path, manifest_fields: dict[str, Any]) -> TokenSetManifest:
     """The sealed manifest of the finished blocks in ``build`` (leftover temporary files removed)."""
     blocks: dict[str, list[BlockEntry]] = {s: [] for s in SPLITS}
-    files: dict[str, FileDigest] = {}
+    files: dict[str, FileEntry] = {}
     total_bytes = 0
     for path in sorted((build / "index").glob("*.json")):
         rec = json.loads(path.read_text())
         blocks[rec["split"]].append(BlockEntry(name=rec["name"], documents=rec["documents"], tokens=rec["tokens"]))
-        files.update({n: FileDigest(**f) for n, f in rec["files"].items()})
+        files.update({n: FileEntry(**f) for n, f in rec["files"].items()})
         total_bytes += rec["bytes"]
     for p in (build / "blocks").iterdir():
         if p.name not in files:  # temporary files of killed tasks

@@ -260,7 +260,9 @@ def export_phase(
     result = _llmc(phase, prefix, llmc_file_tokens) if fmt == "llmc" else _WRITERS[fmt](phase, prefix)
     m = phase.manifest
     record = {
-        "format": fmt, "phase": m.phase, "phase_dir": os.path.relpath(Path(phase_dir).resolve(), prefix.parent.resolve()),  # from this sidecar's folder "pack_key": m.pack_key,
+        # phase_dir: relative to this sidecar's folder, so the record is the same wherever both are moved together
+        "format": fmt, "phase": m.phase, "pack_key": m.pack_key,
+        "phase_dir": os.path.relpath(Path(phase_dir).resolve(), prefix.parent.resolve()),
         "recipe_hash": m.recipe_hash, "tokenizer": m.tokenizer.model_dump(mode="json"),
         "seq_len": m.seq_len, "num_sequences": m.num_sequences,
         "manifest_digest": m.digest, "dtype": result.dtype, "seams": result.seams,

@@ -22,17 +22,12 @@ import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 
 from mixlab.errors import CorruptOutputError
+from mixlab.sealed import FileEntry, Sealed, read_sealed
 from mixlab.tokenizer import TokenizerInfo
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 3  # 3: sharded phases (shards, batch_size); 2: one `tokenizer` (TokenizerInfo)
 SHARD_KINDS = ("tokens", "source", "position")
-
-
-class FileEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    bytes: int = Field(description="File size in bytes.")
-    xxh64: str = Field(description="xxh64 hex digest of the file's bytes.")
 
 
 class SourceEntry(BaseModel):
@@ -59,8 +54,7 @@ class ShardEntry(BaseModel):
     sequences: dict[str, int] = Field(description="Sequences per source, recounted from the shard's source file.")
 
 
-class PhaseManifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PhaseManifest(Sealed):
     format_version: int = FORMAT_VERSION
     recipe_name: str
     recipe_hash: str
@@ -80,15 +74,6 @@ class PhaseManifest(BaseModel):
     shard_sequences: int = Field(description="Sequences per shard (the last shard may hold fewer).")
     shards: list[ShardEntry] = Field(description="Shard j = files shard_files(j), sequences [first, last).")
     files: dict[str, FileEntry] = Field(description="Size and xxh64 of every shard file, by file name.")
-    digest: str = Field("", description="xxh64 of this manifest's canonical JSON without this field (seal()).")
-
-    def content_digest(self) -> str:
-        body = self.model_dump_json(exclude={"digest"})
-        return xxhash.xxh64(body.encode()).hexdigest()
-
-    def seal(self) -> PhaseManifest:
-        """This manifest with its own digest filled in: an edited field no longer matches and is refused."""
-        return self.model_copy(update={"digest": self.content_digest()})
 
     @property
     def vocab_size(self) -> int:
@@ -155,15 +140,7 @@ def read_manifest(phase_dir: Path) -> PhaseManifest:
             f"{phase_dir} has no {MANIFEST}: the phase was never packed or its packing was interrupted; "
             f"run `mixlab pack RECIPE` again"
         )
-    try:
-        manifest = PhaseManifest.model_validate_json(path.read_text())
-    except ValueError as e:
-        raise CorruptOutputError(f"{path}: not a valid manifest ({str(e).splitlines()[0]}); re-run "
-                                 f"`mixlab pack RECIPE`, which rebuilds the phase") from None
-    if manifest.digest != manifest.content_digest():
-        raise CorruptOutputError(f"{path}: its content differs from its recorded digest (edited or damaged); "
-                                 f"re-run `mixlab pack RECIPE`, which rebuilds the phase")
-    return manifest
+    return read_sealed(PhaseManifest, path, "re-run `mixlab pack RECIPE`, which rebuilds the phase")
 
 
 def recount_shards(folder: Path, num_shards: int, num_sources: int) -> tuple[np.ndarray, float]:
