@@ -52,12 +52,13 @@ def _run_until(args: argparse.Namespace, until: str) -> int:
     from mixlab.report import format_summary, summarize, write_report
     from mixlab.stages import run
 
+    # `demo` has no engine flags: it runs locally (getattr keeps one code path for every command)
+    engine = {k: v for k in ("partition", "time", "cpus_per_task", "mem_per_cpu_gb") if (v := getattr(args, k, None))}
+    executor, tasks = getattr(args, "executor", "local"), getattr(args, "tasks", None)
     recipe = _recipe(args)
     start = time.time()
-    engine = {k: v for k, v in (("partition", args.partition), ("time", args.time),
-                                 ("cpus_per_task", args.cpus_per_task), ("mem_per_cpu_gb", args.mem_per_cpu_gb)) if v}
     state = run(recipe, Path(args.workdir), until=until, progress=not args.quiet, workers=args.workers,
-                executor=args.executor, tasks=args.tasks, executor_options=engine)
+                executor=executor, tasks=tasks, executor_options=engine)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
         return 0
     summary = summarize(state)

@@ -124,3 +124,10 @@ def test_a_phase_the_disk_cannot_hold_is_refused_before_writing(
     code, err = _run(argv, capsys)
     assert code == 2 and "GB free" in err and "--workdir" in err and "Traceback" not in err
     assert not list((recipe.parent / "w" / "packed").glob("*/*.tokens.npy"))
+
+
+def test_demo_command_line_reaches_the_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mixlab demo` (which has no engine options) runs its stages: an input folder that does not exist ends in
+    the curate stage's clean message, not in an internal error about a missing command-line option."""
+    code, err = _run(["demo", "--out", str(tmp_path / "d"), "--set", f"data_root={tmp_path / 'none'}"], capsys)
+    assert code == 2 and "no input files" in err and "internal error" not in err
