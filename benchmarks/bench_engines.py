@@ -93,20 +93,19 @@ def curate(engine: str, recipe: Any, name: str, out: Path, tasks: int) -> tuple[
         kw = {"workers": -1, "cpus_per_task": 1, "mem_per_cpu_gb": 0.5, "time": 1800}
     logs = out / "logs"
     start = time.perf_counter()
-    run_curation(
+    stats = run_curation(  # wait=True: on Slurm, returns when every stage (dedup chains several) has finished
         src.filters,
         recipe.resolve_path(name),
         str(out / "docs"),
         executor=engine,
         tasks=tasks,
         logging_dir=str(logs),
+        wait=True,
         **kw,
     )
-    if engine == "slurm":
-        from pipelines.engines.slurm_cluster import wait_for_tasks
-
-        wait_for_tasks(str(logs), tasks, timeout_s=1800, poll_s=0.1)
     wall = time.perf_counter() - start
+    if not stats["complete"]:
+        raise RuntimeError(f"{engine}: curation of {name} did not complete; see {logs}")
     return wall, curation_stats(str(logs), src.kind, tasks).check().model_dump()
 
 
