@@ -112,12 +112,10 @@ def test_slurm_output_identical_to_local(name: str, slurm: str, local_runs: dict
     """Invariant: a Slurm array job (one job per task, run by slurmd) writes byte-identical documents, file by
     file, and the same merged statistics as the local executor. Fails if a task fails to launch (PATH/venv in
     the job), if sharding or output naming differs between executors, or if a rank never completes."""
-    from pipelines.engines.slurm_cluster import wait_for_tasks
-
     out = tmp_path / name
-    submitted = _curate(name, out, "slurm", workers=-1, **SLURM_KW)
-    assert not submitted["complete"]  # sbatch returns at once; the tasks run in slurmd
-    wait_for_tasks(str(out / "logs"), TASKS, timeout_s=WAIT_S)
+    # sbatch returns at once; wait=True then waits for every chained stage (whole-source dedup runs 3)
+    done = _curate(name, out, "slurm", workers=-1, wait=True, **SLURM_KW)
+    assert done["complete"]
     _assert_same_as_local(out, local_runs[name], name)
 
 
