@@ -42,15 +42,17 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     return code, err
 
 
+def _stage_argv(command: str, recipe: Path, overrides: list[str]) -> list[str]:
+    """``mixlab <command> RECIPE --workdir <beside it> -q --set o ...``"""
+    return [command, str(recipe), "--workdir", str(recipe.parent / "w"), "-q", *(a for o in overrides for a in ("--set", o))]
+
+
 @pytest.mark.parametrize(("overrides", "expected"), BROKEN, ids=[o[0] for o, _ in BROKEN])
 def test_broken_recipes_fail_validation_with_one_clean_message(
     recipe: Path, overrides: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`mixlab run` on a broken recipe exits 2 before any stage runs, with the field and fix, no traceback."""
-    argv = ["run", str(recipe), "--workdir", str(recipe.parent / "w"), "-q"]
-    for o in overrides:
-        argv += ["--set", o]
-    code, err = _run(argv, capsys)
+    code, err = _run(_stage_argv("run", recipe, overrides), capsys)
     assert code == 2, err
     assert expected in err and "Traceback" not in err
     assert not (recipe.parent / "w" / "curated").exists()  # nothing ran
@@ -77,10 +79,7 @@ def test_supply_problems_are_one_message_before_any_large_allocation(
     recipe: Path, overrides: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A phase that needs more data than max_repeat allows fails at pack time naming source, need and supply."""
-    argv = ["pack", str(recipe), "--workdir", str(recipe.parent / "w"), "-q"]
-    for o in overrides:
-        argv += ["--set", o]
-    code, err = _run(argv, capsys)
+    code, err = _run(_stage_argv("pack", recipe, overrides), capsys)
     assert code == 2, err
     assert expected in err and "source 'text'" in err and "Traceback" not in err
 
