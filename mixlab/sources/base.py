@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from glob import has_magic
 from typing import Any, Literal
 
@@ -167,6 +167,38 @@ class AccountedReader(BaseDiskReader):
         """A Skip whose raw bytes are counted in ``bytes_in``."""
         self._counts["bytes_in"] += nbytes
         return Skip(reason)
+
+    def parquet_batches(
+        self, filepath: str, batch_size: int, decode: Callable[[Any], Any],
+        columns: Callable[[set[str]], list[str] | None] | None = None,
+    ) -> Iterator[tuple[int, Any] | Skip]:
+        """``(first_row, decode(batch))`` per record batch of a parquet file. A file that cannot be opened,
+        or a batch that cannot be read or decoded, yields one ``corrupt_parquet`` drop and ends the file (the rows
+        read before it are kept). ``columns(schema_names)`` picks the columns to read (and may raise for a file
+        without the ones the reader needs)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            f = self.data_folder.open(filepath, "rb")
+            pqf = pq.ParquetFile(f)
+        except (OSError, pa.ArrowException, ValueError):
+            yield self.drop("corrupt_parquet")
+            return
+        with f, pqf:
+            wanted = columns(set(pqf.schema_arrow.names)) if columns is not None else None
+            row, batches = 0, pqf.iter_batches(batch_size=batch_size, columns=wanted)
+            while True:
+                try:
+                    batch = next(batches)
+                    decoded = decode(batch)
+                except StopIteration:
+                    return
+                except (OSError, pa.ArrowException, ValueError):  # UnicodeDecodeError is a ValueError
+                    yield self.drop("corrupt_parquet")
+                    return
+                yield row, decoded
+                row += batch.num_rows
 
     # ---- datatrove plumbing -------------------------------------------------------------------------
     def list_input_files(self) -> list[str]:

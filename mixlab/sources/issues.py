@@ -177,27 +177,15 @@ class IssueReader(JsonlRecordReader):
         if not filepath.endswith(".parquet"):
             yield from super().read_records(filepath)
             return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        try:
-            f = self.data_folder.open(filepath, "rb")
-            pqf = pq.ParquetFile(f)
-        except (OSError, pa.ArrowException, ValueError):
-            yield self.drop("corrupt_parquet")
-            return
-        with f, pqf:
-            row, batches = 0, pqf.iter_batches(batch_size=256)
-            while True:
-                try:
-                    batch = next(batches)
-                    rows = batch.to_pylist()
-                except StopIteration:
-                    return
-                except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError):
-                    yield self.drop("corrupt_parquet")
-                    return
-                sizes = [batch.slice(i, 1).nbytes for i in range(len(rows))]
-                for i, rec in enumerate(rows):
-                    yield self.adapt(rec, f"{filepath}/{row + i}", sizes[i])
-                row += len(rows)
+        def decode(batch: Any) -> tuple[list[dict[str, Any]], list[int]]:
+            rows = batch.to_pylist()
+            return rows, [batch.slice(i, 1).nbytes for i in range(len(rows))]
+
+        for item in self.parquet_batches(filepath, 256, decode):
+            if isinstance(item, Skip):
+                yield item
+                continue
+            row, (rows, sizes) = item
+            for i, rec in enumerate(rows):
+                yield self.adapt(rec, f"{filepath}/{row + i}", sizes[i])

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from mixlab.sources.base import AccountedReader
+from mixlab.sources.base import AccountedReader, Skip
 
 META_COLUMNS = {  # parquet column -> metadata key
     "lang": "lang",
@@ -71,37 +71,27 @@ class StackReader(AccountedReader):
             return texts, sizes
 
     def read_records(self, filepath: str) -> Iterator[Any]:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        meta_cols: list[str] = []
 
-        try:
-            f = self.data_folder.open(filepath, "rb")
-            pqf = pq.ParquetFile(f)
-        except (OSError, pa.ArrowException, ValueError):
-            yield self.drop("corrupt_parquet")
-            return
-        with f, pqf:
-            names = set(pqf.schema_arrow.names)
+        def columns(names: set[str]) -> list[str]:
             if self.text_column not in names:
                 raise ValueError(f"{filepath}: no {self.text_column!r} column (columns: {sorted(names)})")
-            meta_cols = [c for c in META_COLUMNS if c in names]
-            row = 0
-            batches = pqf.iter_batches(batch_size=self.batch_size, columns=[self.text_column, *meta_cols])
-            while True:
-                try:
-                    batch = next(batches)
-                    texts, sizes = self._texts(batch.column(self.text_column))
-                    metas = {c: batch.column(c).to_pylist() for c in meta_cols}
-                except StopIteration:
-                    return
-                except (OSError, pa.ArrowException, ValueError):
-                    yield self.drop("corrupt_parquet")
-                    return
-                for i, text in enumerate(texts):
-                    meta = {META_COLUMNS[c]: vals[i] for c, vals in metas.items()}
-                    doc_id = meta.get("hexsha") or f"{filepath}/{row + i}"
-                    if text == b"":
-                        yield self.drop("non_utf8", sizes[i] or 0)
-                    else:
-                        yield self.make_doc(text, doc_id, meta, sizes[i] or 0)
-                row += len(texts)
+            meta_cols.extend(c for c in META_COLUMNS if c in names)
+            return [self.text_column, *meta_cols]
+
+        def decode(batch: Any) -> tuple[list[Any], list[int], dict[str, list[Any]]]:
+            texts, sizes = self._texts(batch.column(self.text_column))
+            return texts, sizes, {c: batch.column(c).to_pylist() for c in meta_cols}
+
+        for item in self.parquet_batches(filepath, self.batch_size, decode, columns):
+            if isinstance(item, Skip):
+                yield item
+                continue
+            row, (texts, sizes, metas) = item
+            for i, text in enumerate(texts):
+                meta = {META_COLUMNS[c]: vals[i] for c, vals in metas.items()}
+                doc_id = meta.get("hexsha") or f"{filepath}/{row + i}"
+                if text == b"":
+                    yield self.drop("non_utf8", sizes[i] or 0)
+                else:
+                    yield self.make_doc(text, doc_id, meta, sizes[i] or 0)
