@@ -1,4 +1,4 @@
-"""The ``mixlab`` command line: validate | run | curate | tokenize | pack | train | inspect | export | eval | export-hf | study | demo.
+"""The ``mixlab`` command line: validate | run | curate | tokenize | pack | train | inspect | export | eval | export-hf | study | gc | demo.
 
 Every command that takes a recipe accepts ``--set a.b=value`` overrides (repeatable). ``validate`` imports
 neither torch nor datatrove.
@@ -158,6 +158,49 @@ def cmd_export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Remove the staging folders of killed runs that no run will resume (:meth:`mixlab.workspace.Workspace.gc`)."""
+    from mixlab.errors import MixlabError
+    from mixlab.workspace import Workspace
+
+    root = Path(args.workdir)
+    if not root.is_dir():
+        raise MixlabError(f"{root}: no such workspace; give the --workdir of a mixlab run")
+    report = Workspace(root).gc(older_than_s=parse_age(args.older_than), all_staging=args.all_staging,
+                                dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for entry, why in report.removed:
+        print(f"{verb:<12}  {_bytes(entry.bytes):>9}  {entry.path.relative_to(root)}  ({why})")
+    for entry, why in report.kept:
+        print(f"{'kept':<12}  {_bytes(entry.bytes):>9}  {entry.path.relative_to(root)}  ({why})")
+    print(f"{verb} {len(report.removed)} staging entr{'y' if len(report.removed) == 1 else 'ies'}, "
+          f"{_bytes(report.bytes_freed)} {'would be ' if args.dry_run else ''}freed; kept {len(report.kept)}")
+    return 0
+
+
+def parse_age(text: str) -> float:
+    """Seconds of an age such as ``90``, ``30s``, ``45min``, ``12h``, ``1.5d``."""
+    from mixlab.errors import MixlabError
+
+    units = {"d": 86400, "h": 3600, "min": 60, "m": 60, "s": 1, "": 1}
+    number = text.strip().rstrip("dhmins")
+    unit = text.strip()[len(number):]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise MixlabError(f"--older-than {text!r}: expected a number with s, min, h or d, e.g. 12h or 1d") from None
+    if value < 0:
+        raise MixlabError(f"--older-than {text!r} is negative; 0 removes entries of any age")
+    return value
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     demo = REPO_RECIPES / "demo.yaml"
     if not demo.exists():
@@ -253,6 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", required=True, choices=["megatron", "datatrove", "llmc"], help="target format")
     e.add_argument("--out", required=True, metavar="PREFIX", help="output path prefix (suffixes are added)")
     e.set_defaults(func=cmd_export)
+
+    g = sub.add_parser("gc", help="remove staging folders that killed runs left and no run will resume",
+                       description="Remove what killed runs left in a workspace: .<out>.partial (pack), .<out>.build "
+                       "(tokenize) and .<name>.tmp-* entries. Never removes one whose output a live run holds (its "
+                       "lock), one modified within --older-than (a task may still write), nor, without "
+                       "--all-staging, the latest resumable staging of a phase or source (a re-run resumes it).")
+    g.add_argument("--workdir", default="mixlab-work", help="workspace to clean (default: %(default)s)")
+    g.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    g.add_argument("--all-staging", action="store_true",
+                   help="also remove the latest resumable staging of each phase or source (its work is lost)")
+    g.add_argument("--older-than", default="1d", metavar="AGE",
+                   help="only remove entries unmodified for AGE, e.g. 12h, 30min, 0 (default: %(default)s)")
+    g.set_defaults(func=cmd_gc)
 
     d = sub.add_parser("demo", help="run recipes/demo.yaml on the embedded sample (a few minutes on 2 cores)")
     d.add_argument("--out", default="mixlab-demo", help="output folder (default: %(default)s)")

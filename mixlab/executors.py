@@ -8,6 +8,12 @@ Contracts:
   and Ray executors block in ``run()``; Slurm's only submits, so :func:`wait_for_tasks` polls the markers.
   A run that ends with ranks missing raises :class:`PipelineIncomplete` (a :class:`~mixlab.errors.MixlabError`
   naming the log folder to read).
+- On Slurm, :func:`run_pipeline` also returns only when none of the run's jobs is left in the queue: datatrove
+  chains a stats-merge job (``afterok`` on the array) that would start after the ranks and write into
+  ``logging_dir``, which run_pipeline's callers (tokenize, pack) delete as soon as it returns. mixlab reads its
+  own outputs, never that merged file, so :func:`cancel_leftover_jobs` cancels it while it pends (else a writer
+  racing the deletion, and a failed job in the cluster's records once its log folder is gone) and waits for the
+  rest to leave.
 - :func:`wait_for_tasks` never waits without a bound: it raises as soon as none of the run's Slurm jobs
   (:func:`queued_jobs`: those writing to ``<logging_dir>/slurm_logs``) is left in the queue while ranks are
   missing (a failed task; the message carries the tail of the newest Slurm log), and after ``timeout_s``.
@@ -16,6 +22,7 @@ Contracts:
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import subprocess
@@ -85,6 +92,23 @@ def wait_for_tasks(logging_dir: str | Path, tasks: int, timeout_s: float = 600, 
         time.sleep(poll_s)
 
 
+def cancel_leftover_jobs(logging_dir: str | Path, timeout_s: float = 300, poll_s: float = 0.25) -> list[str]:
+    """Cancel the run's pending jobs and wait, at most ``timeout_s``, until none of its jobs is queued; returns the
+    cancelled ones. Call it once every rank is complete: what is pending then is datatrove's stats-merge job (a
+    running one, or a task still exiting, is left to finish). Still queued after ``timeout_s``: raises
+    :class:`PipelineIncomplete`."""
+    pending = [job for job in queued_jobs(logging_dir) if job.split()[1] == "PENDING"]
+    if pending:
+        subprocess.run(["scancel", *(job.split()[0] for job in pending)], capture_output=True, text=True, timeout=30)
+    start = time.monotonic()
+    while queued := queued_jobs(logging_dir):
+        if time.monotonic() - start > timeout_s:
+            raise PipelineIncomplete(f"Slurm jobs {queued} of {logging_dir} still queued {timeout_s:.0f}s after every "
+                                     "rank completed; `squeue` shows why (finished ranks are skipped on a re-run)")
+        time.sleep(poll_s)
+    return pending
+
+
 def make_executor(
     executor: str,
     pipeline: list[Any],
@@ -95,7 +119,9 @@ def make_executor(
     **executor_kwargs: Any,
 ) -> Any:
     """A datatrove executor: ``local`` (LocalPipelineExecutor), ``slurm`` (needs ``partition``; ``time``
-    defaults to 24:00:00) or ``ray`` (needs the ``ray`` package); executors other than local are imported lazily.
+    defaults to 24:00:00; ``mem_per_cpu_gb`` may be any positive number: whole GB go to sbatch as ``<n>G``, a
+    fraction as ``<MB>M``, rounded up) or ``ray`` (needs the ``ray`` package); executors other than local are
+    imported lazily.
     """
     if executor == "local":
         from datatrove.executor import LocalPipelineExecutor
@@ -110,6 +136,12 @@ def make_executor(
             raise ValueError("the slurm executor needs a partition (--partition / partition=...)")
         executor_kwargs.setdefault("time", "24:00:00")
         executor_kwargs.setdefault("job_name", job_name)
+        mem = executor_kwargs.get("mem_per_cpu_gb")
+        if mem is not None and not float(mem).is_integer():  # sbatch refuses "0.5G": ask in MB
+            executor_kwargs["sbatch_args"] = {"mem-per-cpu": f"{math.ceil(float(mem) * 1024)}M",
+                                              **(executor_kwargs.get("sbatch_args") or {})}
+        elif mem is not None:  # and "1.0G" (the CLI's --mem-per-cpu-gb is a float)
+            executor_kwargs["mem_per_cpu_gb"] = int(mem)
         if not any(executor_kwargs.get(k) for k in ("venv_path", "env_command", "condaenv")):
             # jobs must find this interpreter's launch_pickled_pipeline even when its bin is not on PATH
             bin_dir = shlex.quote(os.path.dirname(sys.executable))
@@ -155,6 +187,7 @@ def run_pipeline(
     exe.run()
     if executor == "slurm":
         wait_for_tasks(logging_dir, tasks, timeout_s=timeout_s)
+        cancel_leftover_jobs(logging_dir)  # the stats-merge job: the caller deletes logging_dir (module contract)
     done = completed_ranks(logging_dir)
     if done < tasks:
         raise PipelineIncomplete(

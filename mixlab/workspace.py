@@ -7,6 +7,13 @@ Contract:
   process dies, so a killed run never blocks the next.
 - ``clean_stale(out)`` (call it under the output's lock) removes what killed runs left beside ``out``: temporary
   siblings ``.<name>.tmp-*``. Nothing else owns them while the lock is held.
+- ``Workspace.gc(...)`` removes staging that killed runs left and no run will resume (see :meth:`Workspace.gc`):
+  ``.<out>.partial/`` (pack), ``.<out>.build/`` (tokenize) and ``.<name>.tmp-*`` anywhere. It never removes an
+  entry whose output lock a live run holds (it takes that lock, non-blocking, and keeps it while removing, so a
+  run starting meanwhile waits and then rebuilds), nor one modified within ``older_than_s`` (default a day: a
+  task of a killed submitter may still write), nor, unless ``all_staging``, the resumable staging a re-run would
+  resume: the most recently touched staging of its phase or source (any key) when no finished output of that
+  family is newer and its own output is not finished.
 - ``write_json_atomic`` / ``write_bytes_atomic`` write a temporary sibling, fsync, then rename: a reader sees the
   old file or the new one, never a torn one.
 - ``digest(path)`` is the streaming xxh64 of a file; ``digests(folder, names)`` maps names to digests and
@@ -26,6 +33,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,8 @@ from mixlab.errors import WorkspaceBusyError
 
 log = logging.getLogger("mixlab")
 TMP_MARK = ".tmp-"
+STAGING_SUFFIXES = {".partial": "partial", ".build": "build"}  # resumable staging: pack writer, tokenize
+GC_OLDER_THAN_S = 24 * 3600.0
 
 
 def tmp_sibling(out: Path) -> Path:
@@ -57,11 +67,15 @@ class Workspace:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    def lock_path(self, *parts: str) -> Path:
+        """The file whose ``flock`` guards the output ``parts`` (not created here)."""
+        return self.root / ".locks" / ("__".join(parts).replace(os.sep, "__") + ".lock")
+
     @contextlib.contextmanager
     def lock(self, *parts: str, timeout: float | None = None) -> Iterator[None]:
         """Hold the exclusive lock of the output ``parts`` (module contract); ``timeout`` None waits forever."""
-        name = "__".join(parts).replace(os.sep, "__")
-        path = self.path(".locks", f"{name}.lock")
+        path = self.lock_path(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a+") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,6 +97,173 @@ class Workspace:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+    def staging(self) -> list[Staging]:
+        """Every staging entry in the workspace (``.*.partial/``, ``.*.build/``, ``.*.tmp-*``), sorted by path; an
+        entry's insides are not searched (they belong to it), ``.locks/`` and symbolic links are skipped."""
+        found: list[Staging] = []
+
+        def walk(folder: str) -> None:
+            with os.scandir(folder) as it:
+                for e in it:
+                    if e.is_symlink() or (e.name == ".locks" and folder == str(self.root)):
+                        continue
+                    kind = _staging_kind(e.name, e.is_dir())
+                    if kind:
+                        found.append(self._staging_entry(Path(e.path), kind))
+                    elif e.is_dir():
+                        walk(e.path)
+
+        if self.root.is_dir():
+            walk(str(self.root))
+        return sorted(found, key=lambda x: x.path)
+
+    def gc(self, older_than_s: float = GC_OLDER_THAN_S, all_staging: bool = False, dry_run: bool = False,
+           now: float | None = None) -> GcReport:
+        """Remove the staging of killed runs that no run will resume; returns every entry found with what was done
+        and why. An entry is removed only when (1) no live run holds its output's lock (taken non-blocking here
+        and held while removing), (2) nothing in it changed for ``older_than_s`` seconds, and (3) it is not the
+        resumable staging of the current key (:meth:`is_current`), unless ``all_staging``. ``dry_run``: decide,
+        remove nothing, create no lock file."""
+        now = time.time() if now is None else now
+        entries = self.staging()
+        report = GcReport(dry_run=dry_run)
+        for entry in entries:
+            with self._try_locks(entry, create=not dry_run) as free:
+                age = now - entry.modified
+                if not free:
+                    report.kept.append((entry, "in use: a live run holds its lock"))
+                elif age < older_than_s:
+                    report.kept.append((entry, f"modified {_age(age)} ago, under --older-than {_age(older_than_s)}"))
+                elif entry.kind != "tmp" and not all_staging and self.is_current(entry, entries):
+                    report.kept.append((entry, f"resumable: the latest work on {entry.family!r} (a re-run of its "
+                                               "recipe resumes it; --all-staging removes it)"))
+                else:
+                    why = "temporary file of a run that ended" if entry.kind == "tmp" else "superseded key"
+                    if not dry_run:
+                        try:
+                            _remove(entry.path)
+                        except OSError as e:
+                            report.kept.append((entry, f"could not remove: {e}"))
+                            continue
+                    report.removed.append((entry, why))
+        return report
+
+    def is_current(self, entry: Staging, entries: list[Staging]) -> bool:
+        """True when ``entry`` (a ``.partial``/``.build``) is what a re-run would resume: its own output is not
+        finished and it is the most recently modified of its family (same folder, same phase or source name, any
+        key) among the staging ``entries`` and the finished outputs there (a newer key's output supersedes it)."""
+        parent = entry.path.parent
+        if (parent / entry.output).exists():
+            return False  # left over after its output was finished: nothing to resume
+        rivals = [x.modified for x in entries
+                  if x.kind != "tmp" and x.path.parent == parent and x.family == entry.family and x.path != entry.path]
+        rivals += [p.stat().st_mtime for p in parent.iterdir()
+                   if p.is_dir() and not p.name.startswith(".") and p.name.rsplit("-", 1)[0] == entry.family]
+        return all(entry.modified >= r for r in rivals)
+
+    def _staging_entry(self, path: Path, kind: str) -> Staging:
+        rel = path.relative_to(self.root).parts
+        stage, owner = (rel[0], rel[1]) if len(rel) > 1 else ("", rel[0])
+        size, newest = 0, path.lstat().st_mtime
+        if path.is_dir():
+            for folder, dirs, files in os.walk(path):
+                for name in dirs + files:
+                    st = os.lstat(os.path.join(folder, name))
+                    newest = max(newest, st.st_mtime)
+                    size += st.st_size if name in files else 0
+        else:
+            size = path.lstat().st_size
+        return Staging(path, kind, stage, _output_name(owner), size, newest)
+
+    @contextlib.contextmanager
+    def _try_locks(self, entry: Staging, create: bool) -> Iterator[bool]:
+        """Take, non-blocking, the lock of ``entry``'s output and every lock naming that output (e.g. eval's, below
+        a trained phase); yields False if any is held elsewhere. ``create`` False: only existing lock files."""
+        paths = {self.lock_path(*([entry.stage] if entry.stage else []), entry.output)}
+        if (self.root / ".locks").is_dir():
+            paths |= {p for p in (self.root / ".locks").glob("*.lock") if entry.output in p.stem.split("__")}
+        handles = []
+        free = True
+        try:
+            for path in sorted(paths):
+                if not create and not path.exists():
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handles.append(open(path, "a+"))  # noqa: SIM115 (closed below: closing releases the flock)
+                try:
+                    fcntl.flock(handles[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    free = False
+                    break
+            yield free
+        finally:
+            for fh in handles:
+                fh.close()
+
+
+@dataclass(frozen=True)
+class Staging:
+    """A staging entry of a workspace: what a stage writes before renaming it to its output."""
+
+    path: Path
+    kind: str  # "partial" (pack), "build" (tokenize) or "tmp" (any atomic write)
+    stage: str  # the workspace folder it is in ("packed", "tokens", ...); "" at the root
+    output: str  # the output it belongs to: its lock is Workspace.lock(stage, output)
+    bytes: int  # sizes of its files, summed
+    modified: float  # newest modification time of it and everything in it (seconds since the epoch)
+
+    @property
+    def family(self) -> str:
+        """The output's name without its key: the phase or source (``pretrain`` of ``pretrain-<key>``)."""
+        return self.output.rsplit("-", 1)[0]
+
+
+@dataclass
+class GcReport:
+    """What :meth:`Workspace.gc` removed (or, in a dry run, would remove) and kept, each with the reason."""
+
+    dry_run: bool
+    removed: list[tuple[Staging, str]] = field(default_factory=list)
+    kept: list[tuple[Staging, str]] = field(default_factory=list)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(entry.bytes for entry, _ in self.removed)
+
+
+def _staging_kind(name: str, is_dir: bool) -> str | None:
+    if not name.startswith("."):
+        return None
+    if TMP_MARK in name:
+        return "tmp"
+    suffix = os.path.splitext(name)[1]
+    return STAGING_SUFFIXES.get(suffix) if is_dir else None
+
+
+def _output_name(component: str) -> str:
+    """The output a top-level entry belongs to: ``.<out>.partial``, ``.<out>.build``, ``.<out>.tmp-*`` -> ``<out>``."""
+    if component.startswith(".") and TMP_MARK in component:
+        return component[1 : component.index(TMP_MARK)]
+    suffix = os.path.splitext(component)[1]
+    if component.startswith(".") and suffix in STAGING_SUFFIXES:
+        return component[1 : -len(suffix)]
+    return component
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{max(seconds, 0):.0f} s"
 
 
 def clean_stale(out: Path) -> list[Path]:

@@ -132,6 +132,18 @@ def test_slurm_failed_task_is_reported_not_awaited(slurm: str, tmp_path: Path):
     assert queued_jobs(str(out / "logs")) == []
 
 
+@pytest.mark.parametrize("gb, sbatch", [(1.0, "1G"), (2, "2G"), (0.5, "512M"), (1.25, "1280M")])
+def test_slurm_memory_request_in_whole_units(gb: float, sbatch: str, tmp_path: Path):
+    """Invariant: any positive ``mem_per_cpu_gb`` (the CLI's ``--mem-per-cpu-gb`` is a float) reaches sbatch in
+    the whole units it accepts: ``1.0`` as ``1G``, a fraction in MB rounded up. Fails if ``1.0G`` or ``0.5G``
+    (refused by sbatch: "Invalid --mem-per-cpu specification") is written into the job script."""
+    from mixlab.executors import make_executor
+
+    exe = make_executor("slurm", [], tasks=2, logging_dir=str(tmp_path / "logs"), partition="debug",
+                        mem_per_cpu_gb=gb)
+    assert exe.get_sbatch_args()["mem-per-cpu"] == sbatch
+
+
 def test_slurm_start_is_idempotent(slurm: str):
     """Invariant: ``slurm.sh start`` on a running cluster leaves it running and says so (scripts and tests may
     call it unconditionally). Fails if a second start restarts or breaks the daemons."""
@@ -200,8 +212,11 @@ TOKENIZE_KW = {"source": "text", "seed": 0, "heldout_fraction": 0.1, "block_toke
 def test_tokenize_on_engines_is_byte_identical_to_local(engine: str, request: pytest.FixtureRequest,
                                                         token_reference: tuple[Path, Path], tmp_path: Path):
     """Invariant: the tokenize pipeline run as 2 Slurm array tasks (waited for by ``run_pipeline``) or 2 Ray
-    tasks writes the same token shard set, byte for byte, as one local task. Fails if blocks were named by rank,
-    if Slurm's submit-and-return were not waited for, or if a task's output went missing."""
+    tasks writes the same token shard set, byte for byte, as one local task, and leaves neither its build folder
+    nor (Slurm) a job of the run in the queue. Fails if blocks were named by rank, if Slurm's submit-and-return
+    were not waited for, if a task's output went missing, or if datatrove's stats-merge job were left to write
+    into the removed build folder."""
+    from mixlab.executors import queued_jobs
     from mixlab.tokenize_steps import tokenize_source
 
     request.getfixturevalue("slurm" if engine == "slurm" else "ray_session")
@@ -213,3 +228,94 @@ def test_tokenize_on_engines_is_byte_identical_to_local(engine: str, request: py
     assert len(files) > 4 and sorted(p.name for p in out.path.iterdir()) == files
     for name in files:
         assert (out.path / name).read_bytes() == (reference / name).read_bytes(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+    if engine == "slurm":
+        assert queued_jobs(tmp_path / ".set.build" / "logs") == []
+
+
+PACK_RECIPE = """
+seed: 7
+seq_len: 64
+sources:
+  text: {kind: slimpajama, path: slimpajama/train/chunk*/*.jsonl.zst}
+  code: {kind: stack, path: stack/data}
+tokenizer: {kind: tiktoken, name: cl100k_base}
+model: {preset: tiny}
+train: {batch_size: 8}
+phases:
+  pretrain: {tokens: 262144, mixture: {text: 0.6, code: 0.4}}
+  cooldown: {tokens: 65536, mixture: {text: 0.3, code: 0.7}}
+"""
+PACK_TASKS = 3
+SHARD_SEQUENCES = 512  # pretrain: 4,096 sequences in 8 shards; cooldown: 1,024 in 2 (one rank writes none)
+
+
+def _pack_state(recipe_file: Path, workdir: Path, token_sets: dict[str, Path]) -> Any:
+    """A run state at the pack stage: the recipe, its tokenizer and the two token sets (keys named after them)."""
+    from mixlab.stages import RunState, Workspace
+    from mixlab.tokenizer import named_encoding, tokenizer_info
+
+    state = RunState(load_recipe(recipe_file), Workspace(workdir))
+    state.tokenizer = tokenizer_info(named_encoding("cl100k_base"), "tiktoken")
+    state.shards = dict(token_sets)
+    state.token_keys = {name: f"{name}-set" for name in token_sets}
+    return state
+
+
+@pytest.fixture(scope="module")
+def pack_reference(local_runs: dict[str, Path], token_reference: tuple[Path, Path],
+                   tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path], dict[str, Path]]:
+    """(recipe file, token sets, packed phases): a two-phase recipe over the text token set and the code source
+    tokenized locally, packed by the local executor (3 ranks in-process) through the pack stage."""
+    from mixlab.stages import pack
+    from mixlab.tokenize_steps import tokenize_source
+
+    base = tmp_path_factory.mktemp("pack")
+    recipe_file = base / "recipe.yaml"
+    recipe_file.write_text(PACK_RECIPE)
+    code = tokenize_source(local_runs["code"] / "docs", base / "code-set", _encoding_ref(),
+                           **{**TOKENIZE_KW, "source": "code"})
+    token_sets = {"text": token_reference[1], "code": code.path}
+    state = _pack_state(recipe_file, base / "local", token_sets)
+    pack(state, executor="local", tasks=PACK_TASKS, shard_sequences=SHARD_SEQUENCES)
+    return recipe_file, token_sets, dict(state.packed)
+
+
+@pytest.mark.parametrize("engine", ["slurm", "ray"])
+def test_pack_on_engines_is_byte_identical_to_local(engine: str, request: pytest.FixtureRequest,
+                                                   pack_reference: tuple[Path, dict[str, Path], dict[str, Path]],
+                                                   tmp_path: Path):
+    """Invariant: the pack stage run as 3 Slurm array tasks or 3 Ray tasks writes every phase (two phases, the
+    ledger continuing from one to the next) byte for byte as the local executor does: the same folder names
+    (keys), the same shard files, the same manifest, whose recorded digests match the files; and it leaves
+    nothing behind: no staging folder beside the phases and (Slurm) no job of the run in the queue. Fails if a
+    rank's shards were not waited for or went missing, if shard contents depended on the rank or the executor,
+    or if a job still queued could write into the staging folder once the phase is renamed."""
+    from mixlab.executors import queued_jobs
+    from mixlab.pack.dataset import open_phase
+    from mixlab.stages import pack
+    from mixlab.workspace import digests
+
+    request.getfixturevalue("slurm" if engine == "slurm" else "ray_session")
+    recipe_file, token_sets, reference = pack_reference
+    # a fractional float, as the CLI's --mem-per-cpu-gb gives: sbatch must be asked in whole units
+    kw = {**SLURM_KW, "mem_per_cpu_gb": 0.5} if engine == "slurm" else {"cpus_per_task": 1, "mem_per_cpu_gb": 0.5,
+                                                                         "time": WAIT_S}
+    state = _pack_state(recipe_file, tmp_path / "ws", token_sets)
+    pack(state, executor=engine, tasks=PACK_TASKS, workers=-1, shard_sequences=SHARD_SEQUENCES, timeout_s=WAIT_S,
+         **kw)
+    assert sorted(state.packed) == sorted(reference)
+    for phase, ref in reference.items():
+        out = state.packed[phase]
+        assert out.name == ref.name, f"{phase}: the key depends on the executor"
+        files = sorted(p.name for p in ref.iterdir())
+        assert len(files) > 6 and sorted(p.name for p in out.iterdir()) == files
+        for name in files:
+            assert (out / name).read_bytes() == (ref / name).read_bytes(), f"{phase}/{name} differs from local"
+        manifest = open_phase(out, verify=True).manifest
+        assert {n: e.model_dump() for n, e in manifest.files.items()} == digests(out, sorted(manifest.files))
+    packed = tmp_path / "ws" / "packed"
+    assert sorted(p.name for p in packed.iterdir()) == sorted(p.name for p in reference.values())
+    if engine == "slurm":
+        for ref in reference.values():
+            assert queued_jobs(packed / f".{ref.name}.partial" / ".logs" / f"tasks-{PACK_TASKS}") == []

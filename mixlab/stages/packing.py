@@ -1,4 +1,12 @@
-"""The pack stage: every phase in order, each source's ledger continuing across phases (:mod:`mixlab.pack`)."""
+"""The pack stage: every phase in order, each source's ledger continuing across phases (:mod:`mixlab.pack`).
+
+Staging of other keys: a killed pack leaves ``packed/.<phase>-<key>.partial/`` (GBs at scale). When a phase is
+built, the ``.partial`` folders of the same phase under other keys are reported (a warning with their size), not
+removed: a workspace is shared by recipes (``mixlab study``, variants that differ in a later phase or in a
+weight), so another key of the same phase name is as likely the resumable work of another recipe as the leftover
+of an edited one, and an unlocked folder only says that no run holds it now. ``mixlab gc`` removes the abandoned
+ones by its rules (no live lock, unmodified for a day, not the latest staging of the phase).
+"""
 
 from __future__ import annotations
 
@@ -33,11 +41,26 @@ def pack(state: RunState, executor: str = "local", tasks: int | None = None, wor
         with state.ws.lock("packed", out.name):
             if needs_build(out, phase_problems(out, key)):
                 log.info("pack phase %s", pname)
+                _report_other_keys(out, pname)
                 _pack_one(state, out, pname, index, key, ledger, **engine)
         manifest = read_manifest(out)
         for s, entry in manifest.sources.items():
             ledger[s] = entry.ledger_end
         state.packed[pname] = out
+
+
+def _report_other_keys(out: Path, pname: str) -> list[Path]:
+    """Warn about the ``.partial`` staging of phase ``pname`` under other keys beside ``out``; returns them."""
+    own = f".{out.name}.partial"
+    others = sorted(p for p in out.parent.iterdir()
+                    if p.name.startswith(f".{pname}-") and p.name.endswith(".partial") and p.name != own
+                    and p.name[len(pname) + 2 : -len(".partial")].isalnum())  # ".<phase>-<key>.partial" only
+    if others:
+        size = sum(f.stat().st_size for p in others for f in p.rglob("*") if f.is_file())
+        log.warning("phase %s: %d unfinished pack(s) of other keys beside %s hold %.3g GB (%s); kept, as a run of "
+                    "their recipe resumes them: `mixlab gc --workdir %s --dry-run` lists the abandoned ones", pname,
+                    len(others), out.name, size / 1e9, ", ".join(p.name for p in others[:3]), out.parent.parent)
+    return others
 
 
 def phase_problems(out: Path, key: str) -> list[str]:
