@@ -24,7 +24,6 @@ import gzip
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import tiktoken
 from pydantic import BaseModel, ConfigDict, Field
 
 from mixlab.errors import MixlabError
+from mixlab.workspace import write_bytes_atomic
 
 EOT = "<|endoftext|>"
 # GPT-2's split pattern (no possessive quantifiers, so HF's Oniguruma and tiktoken's regex agree exactly).
@@ -129,9 +129,7 @@ def save_ranks(enc: tiktoken.Encoding, path: Path) -> None:
     """Write ``enc``'s mergeable ranks in tiktoken's file format (atomic)."""
     lines = sorted(enc._mergeable_ranks.items(), key=lambda kv: kv[1])  # noqa: SLF001 - tiktoken exposes no getter
     body = "".join(f"{base64.b64encode(tok).decode()} {rank}\n" for tok, rank in lines)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as f:
-        f.write(body)
-    os.replace(f.name, path)
+    write_bytes_atomic(path, body.encode())
 
 
 def load_ranks(path: Path, name: str = "mixlab-bpe") -> tiktoken.Encoding:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +34,18 @@ def test_two_concurrent_runs_on_one_workspace(tmp_path: Path) -> None:
     for shard in (work / "tokens").iterdir():
         assert TokenShardSet(shard).problems() == []
     open_phase(next((work / "packed").iterdir()), verify=True)
+
+
+def test_atomic_writes_are_readable_by_other_users(tmp_path: Path) -> None:
+    """Manifests and other atomic JSON get the mode ``open`` would give (0o666 less the umask), not a temp file's
+    0o600: on a shared cluster other users must read a workspace's manifests as they read its shards. Also, no
+    temporary sibling survives a write."""
+    from mixlab.workspace import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

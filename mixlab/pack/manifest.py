@@ -12,8 +12,6 @@ streamed shard by shard).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mixlab.errors import CorruptOutputError
 from mixlab.sealed import FileEntry, Sealed, read_sealed
 from mixlab.tokenizer import TokenizerInfo
+from mixlab.workspace import write_json_atomic  # noqa: F401 - the writer's atomic JSON (one copy, workspace's)
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 3  # 3: sharded phases (shards, batch_size); 2: one `tokenizer` (TokenizerInfo)
@@ -123,14 +122,6 @@ def file_entry(path: Path, chunk: int = 1 << 24) -> FileEntry:
         while block := f.read(chunk):
             h.update(block)
     return FileEntry(bytes=path.stat().st_size, xxh64=h.hexdigest())
-
-
-def write_json_atomic(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
 
 
 def read_manifest(phase_dir: Path) -> PhaseManifest:
