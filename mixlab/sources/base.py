@@ -66,6 +66,35 @@ def control_pattern(keep_form_feed: bool = True) -> re.Pattern[str]:
     return CONTROL_CHARS if keep_form_feed else CONTROL_CHARS_AND_FF
 
 
+# The same characters as UTF-8 bytes: a C0 control or DEL is one byte < 0x80 (never part of a multi-byte
+# character), a C1 control is \xc2 + 0x80..0x9f (\xc2 is always a lead byte).
+_C0_DEL_BYTES = (_C0 + chr(0x7F)).encode("ascii")
+_C0_DEL_FF_BYTES = _C0_DEL_BYTES + b"\x0c"
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
+
+
+def has_controls_regex(text: str, keep_form_feed: bool = True) -> bool:
+    """Whether ``text`` holds a character of :func:`control_pattern` or U+FFFD: the definition (one regex scan)."""
+    return control_pattern(keep_form_feed).search(text) is not None or REPLACEMENT_CHAR in text
+
+
+def has_controls(text: str, keep_form_feed: bool = True) -> bool:
+    """:func:`has_controls_regex`, 3x faster: the text's bytes (ASCII, or UTF-8 with surrogates passed) lose no
+    byte to ``bytes.translate(None, controls)``, and a non-ASCII text holds no C1 control (``\\xc2[\\x80-\\x9f]``)
+    and no U+FFFD. CPU time on the SlimPajama x8 texts (24 MB): 25 ms against 71 ms; on the Stack x8 files
+    (26 MB): 23 ms against 81 ms (``benchmarks/results/decontaminate_speed.md``)."""
+    delete = _C0_DEL_BYTES if keep_form_feed else _C0_DEL_FF_BYTES
+    if text.isascii():
+        data = text.encode("ascii")
+        return len(data.translate(None, delete)) != len(data)
+    data = text.encode("utf-8", "surrogatepass")
+    return (
+        len(data.translate(None, delete)) != len(data)
+        or _C1_UTF8.search(data) is not None
+        or REPLACEMENT_CHAR in text
+    )
+
+
 def clean_controls(
     text: str,
     mode: Literal["strip", "keep"] = "strip",
@@ -75,9 +104,9 @@ def clean_controls(
     """Pure core of the control-character handling: ``None`` when ``text`` is binary (controls + U+FFFD exceed
     ``max_binary_fraction`` of its characters), else ``(text, removed)``: the text with the controls removed
     (``mode="strip"``) or as is (``"keep"``, removed = 0)."""
+    if not has_controls(text, keep_form_feed):
+        return text, 0  # the common case: one bytes pass (see has_controls)
     pattern = control_pattern(keep_form_feed)
-    if pattern.search(text) is None and REPLACEMENT_CHAR not in text:
-        return text, 0  # the common case: one C-level scan
     controls = len(pattern.findall(text))
     if controls + text.count(REPLACEMENT_CHAR) > max_binary_fraction * len(text):
         return None
