@@ -16,12 +16,16 @@ Contract (the pack stage reads exactly this; it must not change without a ``FORM
   xxh64 of the manifest's canonical JSON without that field. Reading the manifest refuses a digest that
   differs; :meth:`TokenShardSet.verified` also checks every file (:class:`~mixlab.errors.CorruptOutputError`).
 - Readers are bounded: :meth:`TokenShardSet.train_block` memory-maps one block, :meth:`heldout_sequences` reads
-  only the held-out tokens it returns.
+  only the held-out tokens it returns. A block opens in ~25 us (its ``.npy`` headers are predicted from the
+  manifest and compared, not parsed; a file that differs goes through ``np.load``).
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import mmap as mmap_module
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,10 +186,15 @@ class TokenShardSet:
                 np.array([b.tokens for b in blocks], dtype=np.int64))
 
     def block(self, split: Split, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(flat tokens as a read-only memory map, int64 document lengths) of block ``i`` of ``split``."""
-        stem = self.blocks(split)[i].name
-        tokens = np.load(self.path / block_file(stem, split, "tokens.npy"), mmap_mode="r")
-        return tokens, np.load(self.path / block_file(stem, split, "lengths.npy"))
+        """(flat tokens as a read-only memory map, int64 document lengths) of block ``i`` of ``split``: the values
+        and dtypes ``np.load`` gives (``mmap_mode="r"`` for the tokens), opened in ~25 us instead of ~160 us
+        (:func:`_open_block_file`)."""
+        entry = self.blocks(split)[i]
+        tokens = _open_block_file(self.path / block_file(entry.name, split, "tokens.npy"), self.tokenizer.dtype,
+                                  entry.tokens, mmap=True)
+        lengths = _open_block_file(self.path / block_file(entry.name, split, "lengths.npy"), np.dtype(np.int64),
+                                   entry.documents, mmap=False)
+        return tokens, lengths
 
     def train_block(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(tokens memmap, lengths int64) of training block ``i``."""
@@ -212,6 +221,30 @@ class TokenShardSet:
     def source_meta(self) -> dict[str, Any]:
         """What a packed phase records about its input: the set's digest and curation statistics."""
         return {"digest": self.manifest.digest, "curation": self.manifest.curation}
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(descr: str, count: int) -> bytes:
+    """The header tokenize writes before a 1-D array of ``count`` items of ``descr`` (``.npy`` format 1.0)."""
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": (count,)})
+    return f.getvalue()
+
+
+def _open_block_file(path: Path, dtype: np.dtype, count: int, mmap: bool) -> np.ndarray:
+    """A block's 1-D ``.npy`` file whose dtype and length the manifest gives: when the file starts with exactly the
+    header those imply and has exactly their size, its data is memory-mapped read-only (``mmap``) or read, skipping
+    ``np.load``'s header parsing and second open; any other file goes to ``np.load``, which reads (or refuses) it."""
+    header = _npy_header(np.lib.format.dtype_to_descr(dtype), count)
+    with open(path, "rb") as f:
+        if f.read(len(header)) == header and os.fstat(f.fileno()).st_size == len(header) + count * dtype.itemsize:
+            if not mmap:
+                return np.fromfile(f, dtype=dtype, count=count)
+            if count == 0:
+                return np.zeros(0, dtype=dtype)
+            return np.frombuffer(mmap_module.mmap(f.fileno(), 0, access=mmap_module.ACCESS_READ), dtype=dtype,
+                                 count=count, offset=len(header))
+    return np.load(path, mmap_mode="r" if mmap else None)
 
 
 # ------------------------------------------------------------------------------------------ encoding handle

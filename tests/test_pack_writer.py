@@ -214,7 +214,8 @@ def test_impossible_mix_fails_before_writing(tmp_path: Path) -> None:
 def test_killed_pack_resumes_without_redoing_finished_shards(tmp_path: Path) -> None:
     """A shard task that dies leaves no phase folder (the loader refuses it) but keeps the shards finished
     before it; the rerun writes only the missing shards (finished files untouched: same inode and mtime) and
-    gives the same bytes as an uninterrupted pack."""
+    gives the same bytes as an uninterrupted pack; a half-written temporary file of the killed task is not carried
+    into the finished phase."""
     sources = {"a": block_source("a", 6, 3, 100), "b": block_source("b", 4, 4, 300)}
     clean = pack(tmp_path, "clean", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=sources,
                  shard_sequences=8, max_repeat=20.0)
@@ -227,12 +228,14 @@ def test_killed_pack_resumes_without_redoing_finished_shards(tmp_path: Path) -> 
     done = sorted(int(p.name[1:6]) for p in staging.glob(".*.done.json"))
     assert 0 < len(done) < len(clean.shards)
     before = {j: os.stat(staging / shard_files(j)["tokens"]) for j in done}
+    (staging / f".{shard_files(len(clean.shards) - 1)['tokens']}.tmp-99999").write_bytes(b"half")  # a killed write
     resumed = pack(tmp_path, "p", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=sources,
                    shard_sequences=8, max_repeat=20.0, tasks=3)
     for j, st in before.items():
         after = os.stat(tmp_path / "p" / shard_files(j)["tokens"])
         assert (after.st_ino, after.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
     assert resumed.files == clean.files and not staging.exists()
+    assert not list((tmp_path / "p").glob(".*.tmp-*")), "a killed task's half-written file reached the phase"
 
 
 def test_failed_task_is_reported_by_the_executor(tmp_path: Path) -> None:
@@ -312,3 +315,159 @@ def test_same_inputs_same_bytes(tmp_path: Path) -> None:
     a = pack(tmp_path, "a", MIX3, tokens=900, starts={})
     b = pack(tmp_path, "b", MIX3, tokens=900, starts={})
     assert {k: v.xxh64 for k, v in a.files.items()} == {k: v.xxh64 for k, v in b.files.items()}
+
+
+# ------------------------------------------------------------------------------- fast paths (issue 13: pack speed)
+
+
+def test_read_windows_equals_windows_of_read_ledger() -> None:
+    """read_windows, compiled or numpy, writes into the given rows exactly the windows of the ledger stream that
+    read_ledger materializes, for random block sources, starts crossing blocks and epochs, seq_len down to 1,
+    both dtype casts, scattered rows, and a block table carried from one call to the next."""
+    from mixlab.pack.blockorder import windows
+    from mixlab.pack.source import layout_of, read_ledger, read_windows
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        src = block_source("s", int(rng.integers(1, 6)), trial, base=int(rng.integers(0, 60_000)))
+        layout = layout_of(src)
+        seq_len = int(rng.integers(1, 30))
+        n = int(rng.integers(1, 25))
+        p = int(rng.integers(0, 3 * layout.num_tokens))
+        dtype = (np.uint16, np.uint32)[trial % 2]
+        want = windows(read_ledger(src, layout, 5, p, p + n * seq_len + 1), seq_len).astype(dtype)
+        rows = rng.permutation(n + 7)[:n].astype(np.int64)
+        for jit in (True, False):
+            out = np.zeros((n + 7, seq_len + 1), dtype=dtype)
+            tables: dict = {}
+            half = n // 2  # two calls, the second continuing where the first stopped, sharing the table
+            read_windows(src, layout, 5, p, seq_len, out, rows[:half], tables, jit=jit)
+            read_windows(src, layout, 5, p + half * seq_len, seq_len, out, rows[half:], tables, jit=jit)
+            assert np.array_equal(out[rows], want), (trial, jit)
+            untouched = np.setdiff1d(np.arange(n + 7), rows)
+            assert not out[untouched].any(), (trial, jit)
+
+
+def test_numpy_gather_equals_compiled_gather_for_any_join_size() -> None:
+    """_scatter_np joins pieces a chunk at a time; for every chunk size (down to one token, so that joins end
+    inside windows, on window edges and on the shared last token) it stores what the compiled _scatter stores."""
+    from mixlab.pack.source import _scatter, _scatter_np
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        seq_len, n_win = int(rng.integers(1, 20)), int(rng.integers(1, 12))
+        at = int(rng.integers(0, n_win * seq_len + 1))
+        lengths, left = [], n_win * seq_len + 1 - at
+        while left > 0:
+            lengths.append(int(min(left, rng.integers(1, 3 * seq_len + 2))))
+            left -= lengths[-1]
+        length = np.array(lengths, dtype=np.int64)
+        block = rng.integers(0, 70_000, int(length.sum()) + 50).astype(np.uint32)
+        local = rng.integers(0, 50, len(length)).astype(np.int64)
+        rows = rng.permutation(n_win + 3)[:n_win].astype(np.int64)
+        a = np.zeros((n_win + 3, seq_len + 1), dtype=np.uint16)
+        b = a.copy()
+        _scatter(block, local, length, at, a, rows, seq_len)
+        _scatter_np(block, local, length, at, b, rows, seq_len, chunk=int(rng.integers(1, 40)))
+        assert np.array_equal(a, b), trial
+
+
+def test_python_and_compiled_interleave_agree() -> None:
+    """The interleave's Python runner (small phases, no numba start-up) gives the compiled runner's checkpoints
+    and chunks, and both give interleave(counts), for random counts (1-8 sources, zeros, skew) and shard sizes."""
+    from mixlab.pack.interleave import interleave
+    from mixlab.pack.order import interleave_checkpoints, interleave_chunk, shard_bounds, state_at
+
+    rng = np.random.default_rng(11)
+    for trial in range(150):
+        counts = [int(c) for c in rng.integers(0, 400, int(rng.integers(1, 9)))]
+        counts[0] += 1 + (4000 if trial % 5 == 0 else 0)
+        full = interleave(counts)
+        bounds = shard_bounds(sum(counts), int(rng.integers(1, 300)))
+        fast, slow = (interleave_checkpoints(counts, bounds, jit=jit) for jit in (True, False))
+        assert np.array_equal(fast, slow), trial
+        for j in range(len(bounds) - 1):
+            size = int(bounds[j + 1] - bounds[j])
+            (o1, s1), (o2, s2) = (interleave_chunk(counts, state_at(fast[j]), size, jit=jit) for jit in (True, False))
+            assert np.array_equal(o1, full[bounds[j] : bounds[j + 1]]) and np.array_equal(o1, o2), (trial, j)
+            assert s1 == s2 == state_at(fast[j + 1])
+
+
+def test_compiled_and_numpy_phases_are_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phase packed with the compiled kernels, one packed without numba (the small-phase path), and both again
+    with token rows written a few rows at a time (chunks ending mid-shard, 1 to 4 rows) are the same files, byte
+    for byte, and every shard file is exactly what np.save writes for the array it holds."""
+    import io
+
+    import mixlab.pack.writer as writer
+
+    sources = {"a": block_source("a", 5, 21, 100), "b": block_source("b", 3, 22, 300)}
+    phases = {}
+    for name, jit, rows in (("compiled", True, 0), ("numpy", False, 0), ("compiled-rows", True, 3),
+                            ("numpy-rows", False, 4), ("numpy-row", False, 1)):
+        monkeypatch.setattr(writer, "JIT_MIN_STEPS", 0 if jit else 1 << 62)
+        monkeypatch.setattr(writer, "jit_started", lambda: False)
+        monkeypatch.setattr(writer, "CHUNK_BYTES", rows * (L + 1) * 2 or 1 << 24)
+        phases[name] = pack(tmp_path, name, {"a": 0.55, "b": 0.45}, tokens=120 * L, starts={"b": 3},
+                            sources=sources, shard_sequences=9, max_repeat=30.0)
+    assert all(m.files == phases["compiled"].files for m in phases.values())
+    for f in phases["compiled"].files:
+        data = (tmp_path / "compiled" / f).read_bytes()
+        assert all((tmp_path / name / f).read_bytes() == data for name in phases)
+        buf = io.BytesIO()
+        np.save(buf, np.load(tmp_path / "compiled" / f))
+        assert buf.getvalue() == data, f
+    for shape, dtype in (((0, 9), np.uint16), ((3,), np.uint8), ((3001, 2049), np.uint16), ((12, 5), np.uint32)):
+        arr = np.zeros(shape, dtype=dtype)
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        header = writer.npy_header(arr.shape, arr.dtype)
+        assert buf.getvalue() == header + arr.tobytes(), (shape, dtype)
+
+
+def test_resumed_pack_rewrites_a_finished_shard_whose_bytes_changed(tmp_path: Path) -> None:
+    """Shard files are not fsynced, so a resumed pack re-hashes the shards it would keep: one whose tokens were
+    damaged after its marker was written (same size) is written again, and the phase equals a clean pack."""
+    sources = {"a": block_source("a", 6, 3, 100), "b": block_source("b", 4, 4, 300)}
+    clean = pack(tmp_path, "clean", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=sources,
+                 shard_sequences=8, max_repeat=20.0)
+    flaky = {"a": sources["a"], "b": BlockSource("b", sources["b"].blocks, fail_after=3)}
+    with pytest.raises(OSError, match="simulated"):
+        pack(tmp_path, "p", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=flaky, shard_sequences=8,
+             max_repeat=20.0)
+    staging = tmp_path / ".p.partial"
+    done = sorted(int(p.name[1:6]) for p in staging.glob(".*.done.json"))
+    assert done
+    damaged = staging / shard_files(done[0])["tokens"]
+    raw = bytearray(damaged.read_bytes())
+    raw[-1] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    resumed = pack(tmp_path, "p", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=sources,
+                   shard_sequences=8, max_repeat=20.0)
+    assert resumed.files == clean.files
+    assert (tmp_path / "p" / damaged.name).read_bytes() == (tmp_path / "clean" / damaged.name).read_bytes()
+
+
+def test_token_set_block_files_open_as_np_load_reads_them(tmp_path: Path) -> None:
+    """mixlab.shards opens a block's .npy files from the header the manifest implies: the arrays equal np.load's
+    (tokens read-only); a file with another header (format 2.0, or another byte order) is read by np.load; a short
+    file is refused."""
+    from mixlab.shards import _open_block_file
+
+    tokens = np.arange(1000, dtype=np.uint32) * 97
+    lengths = np.array([3, 997], dtype=np.int64)
+    np.save(tmp_path / "t.npy", tokens)
+    np.save(tmp_path / "l.npy", lengths)
+    got = _open_block_file(tmp_path / "t.npy", np.dtype(np.uint32), 1000, mmap=True)
+    assert np.array_equal(got, tokens) and got.dtype == np.uint32 and not got.flags.writeable
+    got = _open_block_file(tmp_path / "l.npy", np.dtype(np.int64), 2, mmap=False)
+    assert np.array_equal(got, lengths) and got.dtype == np.int64
+    with open(tmp_path / "v2.npy", "wb") as f:
+        np.lib.format.write_array(f, tokens, version=(2, 0))
+    assert np.array_equal(_open_block_file(tmp_path / "v2.npy", np.dtype(np.uint32), 1000, mmap=True), tokens)
+    np.save(tmp_path / "be.npy", tokens.astype(">u4"))  # same header length and size, other byte order
+    got = _open_block_file(tmp_path / "be.npy", np.dtype(np.uint32), 1000, mmap=True)
+    assert np.array_equal(got, tokens) and got.dtype == np.dtype(">u4")
+    (tmp_path / "short.npy").write_bytes((tmp_path / "t.npy").read_bytes()[:-4])
+    with pytest.raises(ValueError):
+        _open_block_file(tmp_path / "short.npy", np.dtype(np.uint32), 1000, mmap=True)

@@ -15,6 +15,9 @@ Contract:
   covering ``[p, q)`` in stream order: per piece the global document id, the offset inside the document, the
   length, and ``token`` = where those tokens start in storage. Gathering them (:func:`gather`) gives exactly
   the slice ``[p, q)`` of the materialized stream (``tests/test_pack_order.py`` builds it the simple way).
+- ``block_pieces(...)`` is ``table_pieces(block_table(...), lo, hi)``: a reader that reads a block in several
+  calls (the packed writer, shard after shard) keeps the :class:`BlockTable` (the block's documents in the epoch's
+  order, O(its documents)) instead of re-drawing the permutation each time.
 - Per call it needs the per-block metadata (``BlockLayout``: cumulative documents and tokens, O(B)) and the
   document lengths of the blocks that ``[p, q)`` touches (``lengths_of(b)``, e.g. read from that shard's
   index); memory O(B + touched blocks' documents), never O(documents of the source) or O(tokens of an epoch).
@@ -105,10 +108,25 @@ def doc_order(num_docs: int, seed: int, source: str, epoch: int, block: int) -> 
     return np.random.default_rng([_key(seed, source), 2, epoch, block]).permutation(num_docs)
 
 
-def block_pieces(
-    layout: BlockLayout, lengths: np.ndarray, seed: int, source: str, epoch: int, block: int, lo: int, hi: int
-) -> Pieces:
-    """Pieces of tokens ``[lo, hi)`` of ``block`` as it reads in ``epoch`` (block-relative, shuffled order)."""
+class BlockTable(NamedTuple):
+    """One block as it reads in one epoch: its documents in shuffled order (block-relative positions)."""
+
+    first_doc: int  # global id of the block's first document (storage order)
+    token_start: int  # storage position of the block's first token
+    perm: np.ndarray  # local document ids in stream order: doc_order(...)
+    ends: np.ndarray  # stream end of each document in that order (cumulative lengths[perm])
+    lengths: np.ndarray  # lengths[perm]
+    stored: np.ndarray  # block-relative storage offset of each document in that order
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+
+def block_table(
+    layout: BlockLayout, lengths: np.ndarray, seed: int, source: str, epoch: int, block: int
+) -> BlockTable:
+    """``block`` as it reads in ``epoch`` (O(its documents)); checks ``lengths`` against the layout."""
     lengths = np.asarray(lengths, dtype=np.int64)
     first_doc = int(layout.doc_starts[block])
     n_docs = int(layout.doc_starts[block + 1]) - first_doc
@@ -119,25 +137,41 @@ def block_pieces(
             f"{int(lengths.sum())} tokens) do not match the layout ({n_docs} documents, {n_tokens} tokens, every "
             "document >= 1 token); the shard index and the layout come from different data: rebuild the layout"
         )
-    if not 0 <= lo <= hi <= n_tokens:
-        raise ValueError(f"token range [{lo}, {hi}) is outside block {block} of {n_tokens} tokens")
+    perm = doc_order(n_docs, seed, source, epoch, block)
+    stored_start = np.cumsum(lengths) - lengths  # storage offset of each local document inside the block
+    shuffled = lengths[perm]
+    return BlockTable(first_doc, int(layout.token_starts[block]), perm, np.cumsum(shuffled), shuffled,
+                      stored_start[perm])
+
+
+def table_pieces(table: BlockTable, lo: int, hi: int) -> Pieces:
+    """Pieces of tokens ``[lo, hi)`` of the block ``table`` describes (block-relative, shuffled order)."""
+    if not 0 <= lo <= hi <= table.num_tokens:
+        raise ValueError(f"token range [{lo}, {hi}) is outside a block of {table.num_tokens} tokens")
     if lo == hi:
         e = np.zeros(0, dtype=np.int64)
         return Pieces(e, e, e, e)
-    perm = doc_order(n_docs, seed, source, epoch, block)
-    stored_start = np.cumsum(lengths) - lengths  # storage offset of each local document inside the block
-    ends = np.cumsum(lengths[perm])  # stream end of each document in shuffled order
+    ends = table.ends
     i0 = int(np.searchsorted(ends, lo, side="right"))
-    i1 = int(np.searchsorted(ends, hi, side="left"))  # last document touched (inclusive)
-    sel = perm[i0:i1 + 1]
-    starts = ends[i0:i1 + 1] - lengths[sel]
+    i1 = int(np.searchsorted(ends, hi, side="left")) + 1  # one past the last document touched
+    starts = ends[i0:i1] - table.lengths[i0:i1]
     piece_lo = np.maximum(starts, lo)
-    piece_hi = np.minimum(ends[i0:i1 + 1], hi)
+    piece_hi = np.minimum(ends[i0:i1], hi)
     offset = piece_lo - starts
     return Pieces(
-        doc=first_doc + sel, offset=offset, length=piece_hi - piece_lo,
-        token=int(layout.token_starts[block]) + stored_start[sel] + offset,
+        doc=table.first_doc + table.perm[i0:i1], offset=offset, length=piece_hi - piece_lo,
+        token=table.token_start + table.stored[i0:i1] + offset,
     )
+
+
+def block_pieces(
+    layout: BlockLayout, lengths: np.ndarray, seed: int, source: str, epoch: int, block: int, lo: int, hi: int
+) -> Pieces:
+    """Pieces of tokens ``[lo, hi)`` of ``block`` as it reads in ``epoch`` (block-relative, shuffled order)."""
+    table = block_table(layout, lengths, seed, source, epoch, block)
+    if not 0 <= lo <= hi <= table.num_tokens:
+        raise ValueError(f"token range [{lo}, {hi}) is outside block {block} of {table.num_tokens} tokens")
+    return table_pieces(table, lo, hi)
 
 
 def ledger_spans(layout: BlockLayout, seed: int, source: str, p: int, q: int) -> list[tuple[int, int, int, int]]:

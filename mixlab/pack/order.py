@@ -19,10 +19,22 @@ that source is chosen (so one step costs K integer and float comparisons, no div
 - the deadline ``(taken_k + 1 - mu) N / counts_k``, computed with the same float operations as ``interleave``,
   so ties break identically (lowest id).
 Integer products reach ``N^2``: phases are limited to ``MAX_SEQUENCES`` (3e9) sequences so they fit int64.
+
+Two runners of that kernel, with identical results (``tests/test_pack_writer.py`` compares them over random
+counts, chunks and bounds): the numba-compiled ``_run`` (~20 ns a step), and ``_run_py``, the same statements
+over Python ints and floats (~0.45 us a step at K=2). Its floats are the compiled kernel's (the same operations
+on the same doubles: every integer converted is below 2^53); only the fallback branch, which Tijdeman's bound
+makes unreachable, compares integers that numba rounds to doubles, which could matter past ~9.5e7 sequences.
+A fresh process pays ~0.8 s here to start numba the first time it calls a compiled function, even from the
+on-disk cache (its entry points: awkward's numba extension, 0.26 s; its CPU target's registries, which import
+scipy.linalg to find BLAS, 0.24 s; then the cached machine code), so ``jit=None`` (the default) runs ``n``
+steps compiled only when numba is already started in this process or when ``n >= JIT_MIN_STEPS``, and in
+Python otherwise.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +43,11 @@ import numpy as np
 from mixlab.pack.interleave import njit
 
 MAX_SEQUENCES = 3_000_000_000  # N^2 < 2^63: the rule's integer products cannot overflow int64
+# Phases below 2^19 sequences run without numba: the Python interleave (two passes, ~0.45 us a step) and the numpy
+# gather (pack.source) cost ~1-1.5 ns per token more than the compiled kernels, less than the ~0.8 s numba takes
+# to start in a fresh process up to ~0.5-0.8B tokens (measured: 400M tokens at seq_len 1024 = 390k sequences,
+# 1.1-1.8 s of CPU either way; 1.2B tokens, 1.17M sequences: 3.4 s compiled, 4.5 s without).
+JIT_MIN_STEPS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,82 @@ def _run(
         j += 1
 
 
+def _run_py(
+    counts: np.ndarray, taken: np.ndarray, n: int, out: np.ndarray, write: bool, bounds: np.ndarray,
+    snaps: np.ndarray,
+) -> None:
+    """``_run`` statement for statement over Python ints and floats (module contract: identical results)."""
+    cnt = [int(c) for c in counts]
+    tk = [int(c) for c in taken]
+    k_count = len(cnt)
+    total = sum(cnt)
+    t0 = sum(tk)
+    mu = 1.0 / (2 * k_count - 2) if k_count > 1 else 0.0
+    thr = math.ceil(mu * total - 1e-9 * total)
+    never = (1 << 63) - 1
+    inf = math.inf
+    release = [never] * k_count
+    deadline = [inf] * k_count
+    for k in range(k_count):
+        if cnt[k] != 0 and tk[k] < cnt[k]:
+            release[k] = -((-(tk[k] * total + thr)) // cnt[k])
+            deadline[k] = (tk[k] + 1 - mu) * total / cnt[k]
+    ids = bytearray(n if write else 0)
+    bnd = [int(b) for b in bounds]
+    j = 0
+    n_bounds = len(bnd)
+    while j < n_bounds and bnd[j] < t0:
+        j += 1
+    sources = range(k_count)
+    for i in range(n):
+        pos = t0 + i
+        while j < n_bounds and bnd[j] == pos:
+            snaps[j] = tk
+            j += 1
+        t = pos + 1
+        best = -1
+        best_deadline = inf
+        for k in sources:
+            if release[k] <= t and deadline[k] < best_deadline:
+                best_deadline = deadline[k]
+                best = k
+        if best < 0:  # as in interleave: unreachable for a feasible instance (Tijdeman)
+            best_def = -inf
+            for k in sources:
+                d = cnt[k] * t - tk[k] * total
+                if tk[k] < cnt[k] and d > best_def:
+                    best_def = d
+                    best = k
+        if write:
+            ids[i] = best
+        tk[best] += 1
+        if tk[best] >= cnt[best]:
+            release[best] = never
+            deadline[best] = inf
+        else:
+            release[best] = -((-(tk[best] * total + thr)) // cnt[best])
+            deadline[best] = (tk[best] + 1 - mu) * total / cnt[best]
+    pos = t0 + n
+    while j < n_bounds and bnd[j] == pos:
+        snaps[j] = tk
+        j += 1
+    taken[:] = tk
+    if write:
+        out[:] = np.frombuffer(bytes(ids), dtype=np.uint8)
+
+
+def jit_started() -> bool:
+    """Whether this process has loaded the compiled interleave (so numba's start-up is already paid)."""
+    return bool(getattr(_run, "signatures", None))
+
+
+def _runner(n: int, jit: bool | None):
+    """``_run`` or ``_run_py`` for ``n`` steps (module contract)."""
+    if jit is None:
+        jit = n >= JIT_MIN_STEPS or jit_started()
+    return _run if jit else _run_py
+
+
 def _counts(counts: Sequence[int]) -> np.ndarray:
     arr = np.asarray(counts, dtype=np.int64)
     if arr.ndim != 1 or len(arr) == 0 or len(arr) > 255 or (arr < 0).any():
@@ -143,19 +236,25 @@ def state_at(checkpoint: Sequence[int] | np.ndarray) -> InterleaveState:
     return InterleaveState(sum(taken), taken)
 
 
-def interleave_chunk(counts: Sequence[int], state: InterleaveState, n: int) -> tuple[np.ndarray, InterleaveState]:
-    """Source ids (uint8) of sequences ``[state.position, state.position + n)`` and the state after them."""
+def interleave_chunk(
+    counts: Sequence[int], state: InterleaveState, n: int, jit: bool | None = None
+) -> tuple[np.ndarray, InterleaveState]:
+    """Source ids (uint8) of sequences ``[state.position, state.position + n)`` and the state after them
+    (``jit``: see the module contract)."""
     arr = _counts(counts)
     taken = _taken(arr, state)
     if n < 0 or state.position + n > int(arr.sum()):
         raise ValueError(f"cannot take {n} sequences at position {state.position} of a {int(arr.sum())}-sequence phase")
     out = np.empty(n, dtype=np.uint8)
-    _run(arr, taken, n, out, True, np.zeros(0, dtype=np.int64), np.zeros((0, len(arr)), dtype=np.int64))
+    _runner(n, jit)(arr, taken, n, out, True, np.zeros(0, dtype=np.int64), np.zeros((0, len(arr)), dtype=np.int64))
     return out, InterleaveState(state.position + n, tuple(int(c) for c in taken))
 
 
-def interleave_checkpoints(counts: Sequence[int], bounds: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Per-source counts of each prefix ``[0, bounds[j])``: int64 ``[len(bounds), K]`` (bounds strictly rising)."""
+def interleave_checkpoints(
+    counts: Sequence[int], bounds: Sequence[int] | np.ndarray, jit: bool | None = None
+) -> np.ndarray:
+    """Per-source counts of each prefix ``[0, bounds[j])``: int64 ``[len(bounds), K]`` (bounds strictly rising;
+    ``jit``: see the module contract)."""
     arr = _counts(counts)
     b = np.asarray(bounds, dtype=np.int64)
     total = int(arr.sum())
@@ -163,7 +262,7 @@ def interleave_checkpoints(counts: Sequence[int], bounds: Sequence[int] | np.nda
         raise ValueError(f"bounds must rise strictly within [0, {total}], got {b[:8].tolist()}...")
     snaps = np.zeros((len(b), len(arr)), dtype=np.int64)
     last = int(b[-1]) if len(b) else 0
-    _run(arr, np.zeros(len(arr), dtype=np.int64), last, np.zeros(0, dtype=np.uint8), False, b, snaps)
+    _runner(last, jit)(arr, np.zeros(len(arr), dtype=np.int64), last, np.zeros(0, dtype=np.uint8), False, b, snaps)
     return snaps
 
 
@@ -171,4 +270,5 @@ def shard_bounds(num_sequences: int, shard_sequences: int) -> np.ndarray:
     """``[0, s, 2s, ..., N]``: shard j holds sequences ``[bounds[j], bounds[j+1])`` (the last may be shorter)."""
     if shard_sequences <= 0:
         raise ValueError(f"shard_sequences must be positive, got {shard_sequences}")
-    return np.unique(np.append(np.arange(0, num_sequences, shard_sequences, dtype=np.int64), num_sequences))
+    starts = np.arange(0, num_sequences, shard_sequences, dtype=np.int64)  # all below num_sequences: no np.unique
+    return np.append(starts, np.int64(num_sequences)) if num_sequences > 0 else np.zeros(1, dtype=np.int64)

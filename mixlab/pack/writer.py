@@ -7,27 +7,43 @@ Contract (see ``../shared/design/ARCHITECTURE.md``, "Exact proportions"):
 - Shard j holds sequences ``[bounds[j], bounds[j+1])`` (``shard_sequences`` each, the last fewer) in the files
   of :func:`mixlab.pack.manifest.shard_files`: tokens [n_j, L+1] (uint16, or uint32 past a 65,536-id
   vocabulary), source ids (uint8) and ledger positions of each sequence's first token (int64: with
-  :func:`mixlab.pack.ledger.locate` every token maps back to its source document).
+  :func:`mixlab.pack.ledger.locate` every token maps back to its source document). Each file holds exactly the
+  bytes ``np.save`` writes for that array (:func:`npy_header` + the C-order data).
 - Shard j is computed from the plan alone (:func:`write_shard`): its slice of the order from
   ``state_at(checkpoints[j])``, each source's windows read from that source's ledger over
-  ``window_span(start_k, L, checkpoints[j, k], checkpoints[j+1, k])`` one block at a time. Memory: one shard
-  plus one block of a source, never an epoch or the phase. The bytes do not depend on how shards are spread
-  over tasks: ``tasks`` ranks (a datatrove :class:`PackShards` step, rank r writing shards r, r+W, ...) on the
-  ``local``, ``slurm`` or ``ray`` executor (:func:`mixlab.executors.run_pipeline`; a local run with one worker
-  calls the step in-process, without datatrove's logging) give identical files for any ``tasks``.
+  ``window_span(start_k, L, checkpoints[j, k], checkpoints[j+1, k])`` one block at a time, straight into the
+  shard's rows (:func:`mixlab.pack.source.read_windows`). Memory: one shard (reused from shard to shard by a
+  task) plus one block of a source, never an epoch or the phase. The bytes do not depend on how shards are
+  spread over tasks: ``tasks`` ranks (a datatrove :class:`PackShards` step, rank r writing shards r, r+W, ...)
+  on the ``local``, ``slurm`` or ``ray`` executor (:func:`mixlab.executors.run_pipeline`; a local run with one
+  worker calls the step in-process, without datatrove's logging) give identical files for any ``tasks``, and
+  the compiled kernels or their Python counterparts (``ShardJob.jit``, see :mod:`mixlab.pack.order`) give
+  identical files too.
 - Resumable and atomic: shards are written into ``.<phase>.partial/`` beside ``out_dir`` (each file to a
   temporary name, renamed, then a ``.<j>.done.json`` marker with its sizes, checksums and counts); a rerun of the
-  same plan keeps finished shards and writes only the missing ones. When every shard is done, the counts are
-  recounted from the shard files (per shard and in total), the manifest is written, and the folder is renamed
-  to ``out_dir``: a killed pack leaves no folder a loader accepts.
+  same plan keeps finished shards whose files still have their recorded sizes and xxh64 and writes the others.
+  When every shard is done, the counts are recounted from the shard files (per shard and in total), the manifest
+  is written (fsynced), and the folder is renamed to ``out_dir``: a killed pack leaves no folder a loader accepts.
+- Checksums are taken from the bytes in memory as they are written (one ``write`` per array), not by reading
+  the files back. Shard files are not fsynced, like the tokenize stage's blocks: a killed process loses nothing
+  it wrote, and after an OS crash a file whose bytes never reached the disk no longer matches the size or xxh64
+  that its marker and the manifest record, which a resumed pack and ``open_phase`` (``verify=True``, the default,
+  and the pack stage's reuse check) refuse. An fsync per file made pack wait for the disk (~210 MB/s here,
+  ~4.8 s per GB written) instead of handing the bytes to the page cache (0.2-2.7 s per GB on this VM).
+
+Measured (2-core shared VM, ``benchmarks/results/pack_speed.md``): 400M uint16 tokens in 1.1 s with default
+shards, 2.0 s in 191 shards of 2,048 sequences (was 3.7 s and 4.5-12.6 s); a 4M-token phase in 0.04 s (was
+0.5-1.2 s, mostly numba starting, now skipped below ``JIT_MIN_STEPS`` sequences); 679M cl100k tokens (x1000 sample,
+uint32) in 8.2-8.7 s (was 12.4 s), of which ~6 s is this VM putting 2.7 GB into the page cache.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +53,7 @@ import xxhash
 from datatrove.pipeline.base import PipelineStep
 
 from mixlab.errors import MixlabError
-from mixlab.pack.blockorder import window_span
+from mixlab.pack.blockorder import BlockLayout, BlockTable, window_span
 from mixlab.pack.ledger import MixtureError
 from mixlab.pack.manifest import (
     MANIFEST,
@@ -50,9 +66,9 @@ from mixlab.pack.manifest import (
     shard_files,
     write_json_atomic,
 )
-from mixlab.pack.order import interleave_chunk, state_at
+from mixlab.pack.order import JIT_MIN_STEPS, interleave_chunk, jit_started, state_at
 from mixlab.pack.plan import DEFAULT_SHARD_SEQUENCES, PhasePlan, plan_phase
-from mixlab.pack.source import TokenSource, layout_of, read_ledger
+from mixlab.pack.source import TokenSource, layout_of, read_windows
 
 
 class PackIncomplete(MixlabError):
@@ -65,6 +81,7 @@ class ShardJob:
 
     folder: Path
     sources: tuple[TokenSource, ...]  # in source-id order
+    layouts: tuple[BlockLayout, ...]  # each source's block layout, read once by pack_phase
     starts: tuple[int, ...]
     counts: tuple[int, ...]
     bounds: np.ndarray
@@ -72,6 +89,7 @@ class ShardJob:
     seq_len: int
     seed: int
     dtype: str
+    jit: bool = True  # compiled kernels, or their Python statements for a phase too small to start numba
 
     @property
     def num_shards(self) -> int:
@@ -82,8 +100,9 @@ def _marker(folder: Path, j: int) -> Path:
     return folder / f".{j:05d}.done.json"
 
 
-def shard_done(job: ShardJob, j: int) -> bool:
-    """True when shard j's files are complete (its marker exists and every file has the recorded size)."""
+def shard_done(job: ShardJob, j: int, verify: bool = False) -> bool:
+    """True when shard j's files are complete: its marker exists and every file has the recorded size (and, with
+    ``verify``, the recorded xxh64: a resumed pack checks the bytes, which were not fsynced)."""
     marker = _marker(job.folder, j)
     if not marker.exists():
         return False
@@ -91,46 +110,134 @@ def shard_done(job: ShardJob, j: int) -> bool:
         files = json.loads(marker.read_text())["files"]
     except (ValueError, KeyError):
         return False
-    return all((job.folder / n).is_file() and (job.folder / n).stat().st_size == e["bytes"] for n, e in files.items())
+    for name, entry in files.items():
+        path = job.folder / name
+        if not path.is_file() or path.stat().st_size != entry["bytes"]:
+            return False
+        if verify and file_entry(path).xxh64 != entry["xxh64"]:
+            return False
+    return True
 
 
-def build_shard(job: ShardJob, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tokens [n_j, L+1], source ids [n_j], ledger positions [n_j]) of shard j, from the plan alone."""
+CHUNK_BYTES = 1 << 24  # token rows built and written at a time: 16 MiB, ~2,000 rows of 2,049 uint32 tokens
+
+
+class ShardBuffer:
+    """What one task reuses from shard to shard: the memory of one chunk of token rows (``CHUNK_BYTES``) and, per
+    source, the table of the block its last window came from (the next chunk or shard continues in it).
+
+    Rows are built and written a chunk at a time rather than a whole shard (537 MB of uint32 tokens at the default
+    65,536 sequences of 2,049): memory this VM hands out fresh costs ~0.2 s/GB to fault in, ~2-2.7 s/GB once it
+    has taken it back (a few seconds after a process frees it), so a shard-sized buffer cost a fresh pack process
+    up to ~1.4 s; a reused 16 MiB chunk costs that once per task. Peak RSS at x1000: 996 MB before, 137 MB."""
+
+    def __init__(self) -> None:
+        self._mem = np.empty(0, dtype=np.uint8)
+        self.tables: dict[int, dict[tuple[int, int], BlockTable]] = {}
+
+    def tokens(self, rows: int, width: int, dtype: np.dtype) -> np.ndarray:
+        """An uninitialized C-contiguous ``[rows, width]`` array of ``dtype`` over the reused memory."""
+        need = rows * width * dtype.itemsize
+        if self._mem.nbytes < need:
+            self._mem = np.empty(0, dtype=np.uint8)  # free the old memory before taking the larger one
+            self._mem = np.empty(need, dtype=np.uint8)
+        return self._mem[:need].view(dtype).reshape(rows, width)
+
+
+@dataclass(frozen=True)
+class _ShardLayout:
+    """Shard j's sidecars and, per source with sequences in it, its first ledger position and rows (rising)."""
+
+    order: np.ndarray  # uint8 [n_j]
+    positions: np.ndarray  # int64 [n_j]
+    reads: tuple[tuple[int, int, np.ndarray], ...]  # (source id, ledger position of its first window, rows)
+
+
+def _shard_layout(job: ShardJob, j: int) -> _ShardLayout:
     lo, hi, L = int(job.bounds[j]), int(job.bounds[j + 1]), job.seq_len
-    order, _ = interleave_chunk(job.counts, state_at(job.checkpoints[j]), hi - lo)
-    tokens = np.empty((hi - lo, L + 1), dtype=np.dtype(job.dtype))
+    order, _ = interleave_chunk(job.counts, state_at(job.checkpoints[j]), hi - lo, jit=job.jit)
     positions = np.empty(hi - lo, dtype=np.int64)
-    for sid, src in enumerate(job.sources):
+    reads = []
+    for sid in range(len(job.sources)):
         a, b = int(job.checkpoints[j, sid]), int(job.checkpoints[j + 1, sid])
         if a == b:
             continue
-        p, q = window_span(job.starts[sid], L, a, b)
-        stream = read_ledger(src, layout_of(src), job.seed, p, q, dtype=tokens.dtype)
-        view = np.lib.stride_tricks.as_strided(stream, (b - a, L + 1), (L * stream.itemsize, stream.itemsize),
-                                               writeable=False)
-        rows = np.flatnonzero(order == sid)
-        tokens[rows] = view
+        p, _ = window_span(job.starts[sid], L, a, b)
+        rows = np.flatnonzero(order == sid)  # b - a rows: the order holds source sid exactly that often
         positions[rows] = p + np.arange(b - a, dtype=np.int64) * L
-        del stream, view
-    return tokens, order, positions
+        reads.append((sid, p, rows))
+    return _ShardLayout(order, positions, tuple(reads))
 
 
-def write_shard(job: ShardJob, j: int) -> None:
-    """Write shard j's three files (each to a temporary name, fsynced, renamed), then its done marker."""
-    arrays = dict(zip(("tokens", "source", "position"), build_shard(job, j), strict=True))
-    names = shard_files(j)
-    files = {}
-    for kind, arr in arrays.items():
-        final = job.folder / names[kind]
-        tmp = job.folder / f".{names[kind]}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        files[names[kind]] = file_entry(final).model_dump()  # checksum of the bytes on disk
-    counts = np.bincount(arrays["source"], minlength=len(job.sources)).tolist()
-    write_json_atomic(_marker(job.folder, j), json.dumps({"files": files, "sequences": counts}))
+def _token_chunks(job: ShardJob, layout: _ShardLayout, buffer: ShardBuffer) -> Iterator[np.ndarray]:
+    """Shard rows ``[r0, r1)`` chunk after chunk (views into ``buffer``, valid until the next one): in each,
+    every source's windows whose rows fall there, read from its ledger by :func:`read_windows`."""
+    n, L, dtype = len(layout.order), job.seq_len, np.dtype(job.dtype)
+    step = max(1, CHUNK_BYTES // ((L + 1) * dtype.itemsize))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        out = buffer.tokens(r1 - r0, L + 1, dtype)
+        for sid, p, rows in layout.reads:
+            i0, i1 = (int(i) for i in np.searchsorted(rows, (r0, r1)))
+            if i0 < i1:  # windows i0..i1-1 of this source: ledger from p + i0 L
+                read_windows(job.sources[sid], job.layouts[sid], job.seed, p + i0 * L, L, out, rows[i0:i1] - r0,
+                             buffer.tables.setdefault(sid, {}), jit=job.jit)
+        yield out
+
+
+def build_shard(job: ShardJob, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tokens [n_j, L+1], source ids [n_j], ledger positions [n_j]) of shard j, from the plan alone, in memory
+    (:func:`write_shard` writes the same tokens a chunk at a time)."""
+    layout = _shard_layout(job, j)
+    return np.concatenate([c.copy() for c in _token_chunks(job, layout, ShardBuffer())]), layout.order, layout.positions
+
+
+def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The header ``np.save`` writes before a C-order array of ``shape`` and ``dtype`` (format 1.0)."""
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)})
+    return f.getvalue()
+
+
+def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterable[np.ndarray]) -> dict[str, Any]:
+    """Write the C-order bytes of an array of ``shape`` given as ``chunks`` (consecutive rows) exactly as ``np.save``
+    would, to a temporary name renamed to ``final``; return its size and the xxh64 of the bytes written (hashed
+    from memory: the file is not read back)."""
+    header = npy_header(shape, dtype)
+    digest = xxhash.xxh64(header)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(header)
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk, dtype=dtype)
+            digest.update(chunk)
+            f.write(chunk.data)  # one write per chunk
+        size = f.tell()
+    expected = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if size != expected:  # pragma: no cover - contract guard: the chunks must tile the array
+        raise AssertionError(f"{tmp}: wrote {size} bytes, an array of {shape} {dtype} takes {expected}")
+    os.replace(tmp, final)
+    return {"bytes": size, "xxh64": digest.hexdigest()}
+
+
+def write_shard(job: ShardJob, j: int, buffer: ShardBuffer | None = None) -> None:
+    """Write shard j's three files (each to a temporary name, renamed), then its done marker."""
+    buffer = buffer or ShardBuffer()
+    layout = _shard_layout(job, j)
+    n, names = len(layout.order), shard_files(j)
+    files = {
+        names["tokens"]: _write_npy(job.folder / names["tokens"], (n, job.seq_len + 1), np.dtype(job.dtype),
+                                    _token_chunks(job, layout, buffer)),
+        names["source"]: _write_npy(job.folder / names["source"], (n,), layout.order.dtype, [layout.order]),
+        names["position"]: _write_npy(job.folder / names["position"], (n,), layout.positions.dtype,
+                                      [layout.positions]),
+    }
+    counts = np.bincount(layout.order, minlength=len(job.sources)).tolist()
+    marker = _marker(job.folder, j)
+    tmp = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"files": files, "sequences": counts}))
+    os.replace(tmp, marker)  # renamed after the shard's files: a marker never names a file not yet in place
 
 
 class PackShards(PipelineStep):
@@ -144,11 +251,12 @@ class PackShards(PipelineStep):
         self.job = job
 
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Any:
+        buffer = ShardBuffer()
         for j in range(rank, self.job.num_shards, world_size):
-            if shard_done(self.job, j):
+            if shard_done(self.job, j, verify=True):
                 self.stat_update("shards_reused")
                 continue
-            write_shard(self.job, j)
+            write_shard(self.job, j, buffer)
             self.stat_update("shards_written")
             self.stat_update("sequences", value=int(self.job.bounds[j + 1] - self.job.bounds[j]))
         return data
@@ -212,7 +320,8 @@ def pack_phase(
             f"phase {phase!r}: budget {requested_tokens:,} tokens is less than one batch "
             f"({batch_size} x {seq_len} = {batch_size * seq_len:,} tokens); raise `tokens`"
         )
-    supplies = {s: int(np.asarray(sources[s].train_block_counts()[1], dtype=np.int64).sum()) for s in names}
+    layouts = {s: layout_of(sources[s]) for s in names}
+    supplies = {s: layouts[s].num_tokens for s in names}
     plan = plan_phase(
         phase=phase, requested_tokens=requested_tokens, seq_len=seq_len, batch_size=batch_size, mixture=mixture,
         supplies=supplies, starts=starts, max_repeat=max_repeat, shard_sequences=shard_sequences,
@@ -229,10 +338,11 @@ def pack_phase(
     staging.mkdir(parents=True, exist_ok=True)
     ident_file.write_text(identity)
     job = ShardJob(
-        folder=staging, sources=tuple(sources[s] for s in names),
+        folder=staging, sources=tuple(sources[s] for s in names), layouts=tuple(layouts[s] for s in names),
         starts=tuple(p.ledger_start for p in plan.sources.values()),
         counts=tuple(p.sequences for p in plan.sources.values()), bounds=plan.bounds,
         checkpoints=plan.checkpoints, seq_len=seq_len, seed=seed, dtype=plan.token_dtype,
+        jit=plan.num_sequences >= JIT_MIN_STEPS or jit_started(),  # as plan_phase chose for its interleave
     )
     run_shard_tasks(job, executor, tasks, workers, **(executor_kwargs or {}))
     manifest = _manifest(job, plan, names, mixture, source_meta, phase, phase_index, header, seed)
@@ -240,6 +350,8 @@ def pack_phase(
         _marker(staging, j).unlink()
     ident_file.unlink()
     shutil.rmtree(staging / ".logs", ignore_errors=True)
+    for tmp in staging.glob(".*.tmp-*"):  # half-written files of a killed task: never part of the phase
+        tmp.unlink(missing_ok=True)
     write_json_atomic(staging / MANIFEST, manifest.model_dump_json(indent=2))
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -270,7 +382,7 @@ def _manifest(job: ShardJob, plan: PhasePlan, names: list[str], mixture: dict[st
         p, meta = plan.sources[name], source_meta.get(name, {})
         if int(realized[sid]) != p.tokens:  # pragma: no cover - contract guard
             raise AssertionError(f"{name}: realized {int(realized[sid])} != planned {p.tokens}")
-        docs = int(np.asarray(job.sources[sid].train_block_counts()[0], dtype=np.int64).sum())
+        docs = job.layouts[sid].num_docs
         entries[name] = SourceEntry(
             source_id=sid, weight=mixture[name], planned_sequences=p.sequences, planned_tokens=p.tokens,
             realized_tokens=int(realized[sid]), ledger_start=p.ledger_start, ledger_end=p.ledger_end,
