@@ -2,16 +2,19 @@
 
 :mod:`mixlab.curate.code_in_text` (its Python scorer: C-level word features, bytes-level symbol/camelCase counts,
 a per-document cache; and the compiled batch path of :mod:`mixlab.curate._code_in_text_compiled` that
-``code_fraction``, ``classify_lines``, ``strip_code`` and the filter use) must label every line exactly as
-:mod:`mixlab.curate._code_in_text_reference` (the frozen readable rules): checked line by line and document by
-document on both labeled sets of the detector benchmark, the embedded SlimPajama sample and generated edge cases
-(Unicode letters, digits, spaces and title case included); the filter's decisions likewise. The code quality helpers are checked against their
-definitions and against The Stack's precomputed columns of the embedded sample.
+``code_fraction``, ``classify_lines``, ``strip_code`` and the filter use: UTF-8 bytes, DFAs built from the rules'
+regexes, one numba kernel) must label every line exactly as :mod:`mixlab.curate._code_in_text_reference` (the
+frozen readable rules): checked line by line and document by document on both labeled sets of the detector
+benchmark, the embedded SlimPajama sample and generated edge cases (Unicode letters, digits, spaces, title case,
+4-byte characters and lone surrogates included); each DFA against its ``re`` pattern, on those lines and on lines
+built from the pattern's own literals; the filter's decisions likewise. The code quality helpers are checked
+against their definitions and against The Stack's precomputed columns of the embedded sample.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from mixlab.curate import _code_in_text_compiled as compiled
 from mixlab.curate import _code_in_text_reference as ref
 from mixlab.curate import _code_in_text_regex as regex
 from mixlab.curate import _code_in_text_rules as rules
+from mixlab.curate import _code_in_text_scores as scores
 from mixlab.curate import code_in_text as fast
 from mixlab.curate.code_quality import alphanum_fraction, code_quality_reason
 from mixlab.jsonl import read_jsonl
@@ -85,6 +89,7 @@ def _fuzz_lines(n: int = 3000) -> list[str]:
     alphabet = list("aAzZ_09 \t;{}()[]<>=:+-*/&|!%^~$#@\\\"'`.,?") + [
         "the ", "Of ", "which ", "\u212a", "\u00e9", "\u00a0", "\x1c", "def ", "return ", "```", "//", "/*", "*/",
         "\u00c9", "\u01c5", "\u0663", "\u2003", "\u4e2d", "\u0301", "](", "SELECT ", "x := ", "#include",
+        "\U0001f600", "\ud800", "\x85", "\u2028", "\u3000", "\u1680", "[x](y)", "\\begin", '"""', "'''",
     ]  # fmt: skip
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(n)]
 
@@ -164,20 +169,102 @@ def test_filter_decisions_identical():
                 assert result is True and doc.text == text
 
 
-def test_line_safe_and_screen():
-    """Rewritten patterns match a line where the originals do; the keyword screen never rejects a match."""
-    with pytest.raises(ValueError):
-        regex.line_safe(r"a[\s,]b", False)
-    lines = [s for s in (line.strip() for line in EDGE_LINES + _fuzz_lines()) if s]
-    for pattern in (rules.KEYWORD_START, rules.KEY_VALUE, rules.COMMENT):
-        safe = regex.line_safe(pattern.pattern, True)
-        assert [bool(safe.match("\n" + s)) for s in lines] == [bool(pattern.match(s)) for s in lines]
-    text = "\n".join(lines)
-    a = compiled._codepoints(text)
-    starts, ends = compiled._bounds(a)
-    keep = regex._screen(a, starts, ends, *regex._KEYWORD_SCREEN)
-    missed = [s for s, k in zip(lines, keep.tolist(), strict=True) if rules.KEYWORD_START.match(s) and not k]
-    assert not missed, missed[:5]
+def _keyword_lines(pattern: str, n: int, seed: int) -> list[str]:
+    """Random lines built from ``pattern``'s own literal runs (``def ``, ``SELECT ``, ``#include``...), its
+    alphabet and Unicode whitespace and letters: they reach deep into the DFA, where random text does not."""
+    pieces: set[str] = set()
+
+    def walk(items: list) -> None:
+        run = ""
+        for op, av in items:
+            name = str(op)
+            if name == "LITERAL":
+                run += chr(av)
+                continue
+            if run:
+                pieces.add(run)
+            run = ""
+            if name == "BRANCH":
+                for alt in av[1]:
+                    walk(list(alt))
+            elif name == "SUBPATTERN":
+                walk(list(av[3]))
+            elif name in ("MAX_REPEAT", "MIN_REPEAT", "ASSERT_NOT"):
+                walk(list(av[-1]))
+        if run:
+            pieces.add(run)
+
+    walk(regex.parse(pattern))
+    extra = list("aZ_9 .:-=()[]{}<>;,$#@!*/'\"\\`|&+?%~^") + [
+        "\t",
+        "\u00a0",
+        "\u2003",
+        "\u00e9",
+        "\u4e2d",
+        "\U0001f600",
+    ]
+    alphabet = sorted(pieces) + extra
+    rng = random.Random(seed)
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(n)]
+
+
+def test_dfas_match_their_regexes():
+    """Each rule's DFA (the compiled walk) says what ``re`` says: ``match`` (``search`` for LATEX and OPERATORS),
+    COMMENT as "guard fails and body matches"; on real, edge and fuzzed lines and on lines of each pattern's pieces."""
+    base = [line for text in _corpus()[:300] for line in text.split("\n")] + EDGE_LINES + _fuzz_lines()
+    for k, name in enumerate(scores.DFA_NAMES):
+        if name == "COMMENT_GUARD":
+            continue
+        pattern = getattr(rules, name)
+        lines = base + _keyword_lines(pattern.pattern, 4000, k)
+        find = pattern.search if name in ("LATEX", "OPERATORS") else pattern.match
+        want = [bool(find(s)) for s in lines]
+        got = compiled.dfa_flags(name, lines)
+        if name == "COMMENT":
+            guard = compiled.dfa_flags("COMMENT_GUARD", lines)
+            got = [g and not x for g, x in zip(got, guard, strict=True)]
+        diff = [s for s, w, g in zip(lines, want, got, strict=True) if w != g]
+        assert not diff, (name, diff[:5])
+        assert any(want) and not all(want), name  # the lines exercise both verdicts
+
+
+def test_dfa_builder_refuses_what_it_cannot_express():
+    """Backreferences, atomic groups, multi-character lookaheads inside a pattern, \\B, flags and non-ASCII literals
+    raise instead of matching differently."""
+    bits = [scores.char_class(chr(c)) for c in range(128)]
+    for pattern in (r"(a)\1", r"a(?=bc)d", r"(?i)abc", "\u00e9x", r"(?>ab)c", r"a\Bb"):
+        with pytest.raises(ValueError):
+            regex.compile_dfas({"p": (regex.parse(pattern), False)}, bits)
+
+
+def test_space_bit_is_re_space():
+    """The DFAs read ``\\s`` off the class table's SPACE bit (``str.isspace``): the two agree on all of Unicode."""
+    text = "".join(map(chr, range(sys.maxunicode + 1)))
+    assert re.findall(r"\s", text) == [c for c in text if c.isspace()]
+
+
+def test_quick_screen_threshold():
+    """The compiled quick screen skips a text exactly when ``quick_no_code`` does, at the symbol-share boundary
+    (characters counted, not UTF-8 bytes: non-ASCII texts included)."""
+    texts = [
+        filler * (n - k) + ";" * k
+        for filler in ("x", "\u00e9", "\u4e2d")
+        for n in (250, 1000, 1001)
+        for k in range(8)
+    ]
+    assert fast.code_fractions(texts) == [ref.code_fraction(t) for t in texts]
+    assert {ref.code_fraction(t) for t in texts} == {0.0, 1.0}  # both sides of the boundary occur
+
+
+def test_class_table_learns_new_characters():
+    """Characters first met in a batch get their classes before the kernel reads them, in any later batch too."""
+    table = scores.class_table()
+    fresh = [c for c in (0x1D400, 0x2F800, 0x10400, 0xE0041) if table[c] == scores.UNKNOWN]
+    text = "\n".join(
+        f"x{chr(c)}y = {chr(c)}z;  the {chr(c)} of" for c in (0x1D400, 0x2F800, 0x10400, 0xE0041)
+    )
+    assert fast.code_fractions([text]) == [ref.code_fraction(text)]
+    assert all(table[c] == scores.char_class(chr(c)) for c in fresh)
 
 
 def test_quick_no_code_definition():

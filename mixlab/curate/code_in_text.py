@@ -25,15 +25,16 @@ Two implementations of one set of rules: :func:`line_score` / :func:`classify_li
 :func:`code_fraction_python` are the Python scorer (word features through ``map``/``filter``, ``bytes.translate``
 counts, a per-document cache), specified by :mod:`mixlab.curate._code_in_text_reference`; :func:`classify_lines`,
 :func:`code_fraction`, :func:`code_fractions` (a batch), :func:`strip_code` and the filter run the compiled path
-of :mod:`mixlab.curate._code_in_text_compiled` (numba; regexes once per batch on the lines that can match).
+of :mod:`mixlab.curate._code_in_text_compiled` (one numba kernel per batch over the UTF-8 bytes, the rules'
+regexes as DFAs built from their parse trees: :mod:`mixlab.curate._code_in_text_kernel`).
 Both give the reference's labels, fractions and strip output exactly (tests/test_code_in_text_fast.py). The
 tables and the block logic exist once, in :mod:`mixlab.curate._code_in_text_rules`.
 
 Measured (``benchmarks/bench_code_in_text.py``, labeled set, held-out half, 505 real documents): drop decisions at
 threshold 0.5 precision 0.950 / recall 0.914; code lines of prose-with-code documents precision 0.865 / recall
-0.899. Speed per core (``benchmarks/RESULTS.md``, "Content filters compiled"): the Python scorer 8.5-9.8 MB/s,
-the compiled path in batches of 64 24.5 MB/s on the labeled set and 31.9 MB/s on the SlimPajama sample x8
-(0.12x of the bare zstd + orjson reading loop there).
+0.899. Speed per core (``benchmarks/results/detector_speed.md``): the Python scorer 8.9-10.3 MB/s, the compiled
+path in batches of 64 85.9 MB/s on the labeled set and 109.7 MB/s on the SlimPajama sample x8 (0.34x of the bare
+zstd + orjson reading loop there; 31.9 MB/s and 0.12x before the DFA / UTF-8 kernel).
 
 Step: :class:`CodeInTextFilter` (mode ``drop`` | ``strip``) drops documents whose code fraction exceeds the
 threshold (reason ``code_in_text``); in ``strip`` mode it also removes code blocks from the documents it keeps
@@ -50,7 +51,7 @@ from itertools import repeat
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from mixlab.curate._code_in_text_compiled import label_batch
+from mixlab.curate._code_in_text_compiled import code_chars, labels_of
 from mixlab.curate._code_in_text_rules import (
     AMBIGUOUS,
     BLOCK_COLON,
@@ -78,7 +79,6 @@ from mixlab.curate._code_in_text_rules import (
     SYMBOLS,
     code_blocks,
     label_lines,
-    quick_no_code,
     strip_blocks,
 )
 from mixlab.curate._code_in_text_rules import code_fraction as _code_fraction
@@ -205,19 +205,13 @@ def classify_lines(lines: list[str]) -> list[bool | None]:
     """
     if any("\n" in line for line in lines):
         return classify_lines_python(lines)
-    _, labels, _, _, _ = label_batch(["\n".join(lines)])
-    return [None if v < 0 else v == 1 for v in labels.tolist()]
+    return [None if v < 0 else v == 1 for v in labels_of("\n".join(lines)).tolist()]
 
 
 def code_fractions(texts: Sequence[str]) -> list[float]:
-    """:func:`code_fraction` of each text, the texts that need the per-line pass labelled in one batch."""
-    out = [0.0] * len(texts)
-    todo = [i for i, text in enumerate(texts) if text and not quick_no_code(text)]
-    if todo:
-        _, _, _, code, total = label_batch([texts[i] for i in todo])
-        for i, c, t in zip(todo, code.tolist(), total.tolist(), strict=True):
-            out[i] = c / t if t else 0.0
-    return out
+    """:func:`code_fraction` of each text, the whole batch in one compiled pass (quick screen included)."""
+    code, total = code_chars(texts)
+    return [c / t if t else 0.0 for c, t in zip(code, total, strict=True)]
 
 
 def code_fraction(text: str) -> float:

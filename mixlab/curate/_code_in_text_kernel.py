@@ -1,0 +1,757 @@
+"""The compiled code-in-text detector: from the UTF-8 bytes of a batch of documents to line labels and code
+fractions in one numba call.
+
+Contract: for the UTF-8 bytes ``a`` of documents laid end to end (``bounds[d]:bounds[d+1]`` is document d, of
+``chars[d]`` characters; ``str.encode("utf-8", "surrogatepass")``) and the tables of
+:mod:`mixlab.curate._code_in_text_scores`, :func:`label_docs` returns per document the characters on code lines
+and on non-blank lines of ``text.split("\\n")``, exactly as ``fraction_on_code`` over ``label_lines``
+(:mod:`mixlab.curate._code_in_text_rules`) with the reference ``line_score`` (0 and 0 for an empty document or
+one ``quick_no_code`` skips, when ``screen``), and the labels of all lines when asked (-1 blank, 0 prose, 1
+code); :func:`score_lines` gives line scores and :func:`walk_lines` one DFA's verdicts. Tested in
+``tests/test_code_in_text_fast.py``.
+
+All compiled code of the detector is in this one module: numba's cache does not notice a change of a compiled
+function in another file, so splitting it would let a stale kernel run. Bytes below 128 are ASCII characters
+(UTF-8 never uses them inside a multi-byte character), so comparisons with ASCII literals work on bytes; a
+character from 128 up is decoded where its class matters (``\\s``, ``\\w``, letters). Per document: the quick
+screen (hint strings, share of ``;{}=<>_``); per line (:func:`_scan`): leading whitespace, then pass 1 byte by
+byte (line end, stripped end, symbols, the ``act`` bits; positions of the few characters pass 2 needs), pass 2
+over those positions (the identifier patterns as ``findall`` counts, each scanning on from its previous match;
+``\"\"\"``/``'''`` counts, ``*/``), pass 3 token by token over the first 32 tokens (word features from class
+bits accumulated over each token). The regexes are DFA walks that stop at their verdict: ``KEYWORD_START``,
+``KEY_VALUE``, ``BLOCK_COLON``, ``COMMENT`` (a few characters on most lines), ``OPERATORS`` only from the
+characters that can start it, ``SENTENCE`` only on lines without a character that kills it, ``LATEX`` only on
+lines with a backslash. A line with a backtick or ``](`` is scored again on its Markdown-substituted copy. The
+block logic of ``label_lines`` follows per document. The helpers are compiled without reference counting
+(``_nrt=False``: array arguments would cost an atomic increment and decrement per call).
+
+Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64, ``perf`` samples): 195 ms a pass over the
+corpus, of which pass 1 and the other byte loops of :func:`_scan` ~31 ms, DFA walks ~32 ms (mostly
+``SENTENCE`` on prose lines and ``OPERATORS``), per-line score assembly ~14 ms, pass 3 ~51 ms plus ~9 ms of
+function-word lookups, pass 2 ~14 ms, the quick screen ~22 ms, the block logic with the ``COMMENT`` walks ~36
+ms. A single fused pass per line was slower (~25 live values spilled to the stack: 2x the cycles per byte).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# class bits (mixlab.curate._code_in_text_scores.char_class), act bits, DFA rows of the tables' ``start``
+_SPACE, _WORD, _ALPHA, _NOT_LOWER, _LOWER, _SYMBOL, _PUNCT = 1, 2, 8, 16, 32, 64, 128
+TRIG, OPS_START, SENT_DEAD, LOWER_AZ, UPPER_AZ, _ACT_SYMBOL, _ACT_SPACE, _WS_DEAD = 1, 2, 4, 8, 16, 32, 64, 128  # fmt: skip
+_ACT_PASS2 = TRIG | OPS_START | UPPER_AZ | _WS_DEAD  # the characters pass 2 of a line looks at
+_KW, _KV, _CGUARD, _COMMENT, _LATEX, _SENT, _OPS, _BLOCK = range(8)
+_CODE_SCORE, _WEIGHT, _PRIOR, _AMBIGUOUS = 2, 0.75, 0.5, 0  # the rules' (checked by _code_in_text_compiled)
+_QUICK_SHARE = 0.004  # quick_no_code: fewer QUICK_SYMBOLS than this share of the characters (tested)
+_STOP_LEN = 7  # the longest function word (checked by the tables; packed 5 bits a letter, at most 12)
+_STOP_SHIFT = np.uint64(64 - 9)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _decode(b, i):  # pragma: no cover - compiled
+    """(codepoint, bytes) of the multi-byte character starting at ``b[i]`` (valid UTF-8, surrogates passed)."""
+    c = np.int64(b[i])
+    if c < 0xE0:
+        return ((c & 0x1F) << 6) | (np.int64(b[i + 1]) & 0x3F), 2
+    if c < 0xF0:
+        return ((c & 0x0F) << 12) | ((np.int64(b[i + 1]) & 0x3F) << 6) | (np.int64(b[i + 2]) & 0x3F), 3
+    return (
+        ((c & 0x07) << 18) | ((np.int64(b[i + 1]) & 0x3F) << 12) | ((np.int64(b[i + 2]) & 0x3F) << 6)
+        | (np.int64(b[i + 3]) & 0x3F),
+        4,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _walk(b, ct, st, en, sa, sc, trans, at_end, state):  # pragma: no cover - compiled
+    """Run a DFA from ``state`` over ``b[st:en]``: True when it matches."""
+    i = st
+    while i < en:
+        c = b[i]
+        if c < 128:
+            s = sa[c]
+            i += 1
+        else:
+            cp, w = _decode(b, i)
+            s = sc[ct[cp] & 7]
+            i += w
+        state = trans[state, s]
+        if state <= 1:
+            return state == 1
+    return at_end[state]
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _class_at(b, ct, j):  # pragma: no cover - compiled
+    """Class bits and byte width of the character at ``b[j]``."""
+    c = b[j]
+    if c < 128:
+        return ct[c], 1
+    cp, w = _decode(b, j)
+    return ct[cp], w
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _is_stop(b, t0, t1, stop_keys, stop_mult):  # pragma: no cover - compiled
+    """The ASCII letters ``b[t0:t1]`` lowercased are a function word."""
+    key = 0
+    for j in range(t0, t1):
+        key = key * 32 + ((b[j] | 32) - 96)
+    return stop_keys[(np.uint64(key) * stop_mult) >> _STOP_SHIFT] == key
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _search_from(
+    b, ct, act, act_cat, pos, n_pos, en, sa, sc, trans, at_end, q0
+):  # pragma: no cover - compiled
+    """A search DFA that stays in its start state ``q0`` on every character without ``OPS_START``, over the line
+    up to ``en``: stepped only from the recorded positions ``pos[:n_pos]`` (ascending) that can start a match
+    until it is back in ``q0`` (prose has few such characters: walking whole lines cost ~10 ms more)."""
+    i = -1
+    state = q0
+    for t in range(n_pos):
+        p = pos[t]
+        if p >= en:
+            break
+        if p < i:
+            continue
+        c = b[p]
+        if not (act[c] if c < 128 else act_cat[_class_at(b, ct, p)[0] & 7]) & OPS_START:
+            continue
+        i = p
+        state = q0
+        while i < en:
+            c = b[i]
+            if c < 128:
+                s = sa[c]
+                i += 1
+            else:
+                cp, w = _decode(b, i)
+                s = sc[ct[cp] & 7]
+                i += w
+            state = trans[state, s]
+            if state <= 1:
+                return state == 1
+            if state == q0:
+                break
+        if i >= en and state != q0:
+            return at_end[state]
+    return at_end[q0]
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _prev_word(b, ct, i, st):  # pragma: no cover - compiled
+    """The character before ``b[i]`` (not before ``st``) is ``\\w``."""
+    if i == st:
+        return False
+    j = i - 1
+    while b[j] >= 128 and b[j] < 0xC0:
+        j -= 1
+    return (_class_at(b, ct, j)[0] & _WORD) != 0
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _bytes(b, ct, act, act_cat, i, de, pos):  # pragma: no cover - compiled
+    """Pass 1 over the line from its first non-space byte ``i``: (its end, stripped end, continuation bytes,
+    symbols, OR of the act bits, number of positions written to ``pos``: the characters pass 2 must see).
+
+    The hot loop has few live values (one fused pass with everything kept ~25 live and spilled them: 2x slower);
+    a position is written for every byte and kept only when its act bits ask (a branch-free append).
+    """
+    en = i
+    symbols = orf = n_pos = n_cont = 0
+    while i < de:
+        c = b[i]
+        if c < 128:
+            if c == 10:
+                break
+            f = act[c]
+            symbols += (f >> 5) & 1  # _ACT_SYMBOL
+            orf |= f
+            if not f & _ACT_SPACE:
+                en = i + 1
+            pos[n_pos] = i
+            n_pos += (f & _ACT_PASS2) != 0
+            i += 1
+        else:
+            cp, w = _decode(b, i)
+            k = ct[cp]
+            f = act_cat[k & 7]
+            n_cont += w - 1
+            if not k & _SPACE:
+                en = i + w
+                orf |= f
+            elif f & SENT_DEAD:
+                orf |= _WS_DEAD
+            pos[n_pos] = i
+            n_pos += (f & _ACT_PASS2) != 0
+            i += w
+    return i, en, n_cont, symbols, orf, n_pos
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _syntax(b, ct, act, act_cat, st, en, pos, n_pos, n_cont):  # noqa: C901  # pragma: no cover - compiled
+    """Pass 2, over the positions pass 1 kept (in order): (identifier tokens: the findall counts of CAMEL, SNAKE,
+    CALL, CLOSE (only with a "("), DOLLAR, INDEX, COMPARE; a non-trailing whitespace character that SENTENCE
+    lacks; quotes; ``*/`` anywhere / from offset 2; backtick or ``](``; backslash)."""
+    tokens = closes = quotes = run = 0
+    paren = close_any = close2 = marked = backslash = dead_ws = False
+    skip_snake = skip_compare = st
+    for t in range(n_pos):
+        i = pos[t]
+        if i >= en:
+            break
+        c = np.int64(b[i])
+        if c >= 128:  # a non-ASCII character that can start OPERATORS or is whitespace SENTENCE lacks
+            dead_ws |= (_class_at(b, ct, i)[0] & _SPACE) != 0
+            continue
+        f = act[c]
+        if f & _WS_DEAD:
+            dead_ws = True
+        p = b[i - 1] if i > st else 0
+        if f & UPPER_AZ:  # CAMEL [a-z][A-Z]
+            tokens += 97 <= p <= 122
+        elif c == 40:  # CALL \w\( ; "](" ; CLOSE counts only on a line with "("
+            paren = True
+            tokens += _prev_word(b, ct, i, st)
+            marked |= p == 93
+        elif c == 41:  # CLOSE \)\s*[;,{:]
+            j = i + 1
+            while j < en:
+                kj, wj = _class_at(b, ct, j)
+                if not kj & _SPACE:
+                    break
+                j += wj
+            if j < en and (b[j] == 59 or b[j] == 44 or b[j] == 123 or b[j] == 58):
+                closes += 1
+        elif c == 91:  # INDEX \w\[
+            tokens += _prev_word(b, ct, i, st)
+        elif c == 36:  # DOLLAR \$\w
+            if i + 1 < en and _class_at(b, ct, i + 1)[0] & _WORD:
+                tokens += 1
+        elif c == 95:  # SNAKE [A-Za-z]_\w
+            if i - 1 >= skip_snake and p < 128 and act[p] & (LOWER_AZ | UPPER_AZ) and i + 1 < en:
+                kj, wj = _class_at(b, ct, i + 1)
+                if kj & _WORD:
+                    tokens += 1
+                    skip_snake = i + 1 + wj
+        elif c == 61:  # COMPARE [=<>!]=
+            if i - 1 >= skip_compare and (p == 61 or p == 60 or p == 62 or p == 33):
+                tokens += 1
+                skip_compare = i + 1
+        elif c == 34 or c == 39:  # runs of quotes: str.count('"""') + str.count("'''")
+            if p == c:
+                run += 1
+            else:
+                quotes += run // 3
+                run = 1
+        elif c == 47:
+            if p == 42:
+                close_any = True
+                off = i - 1 - st  # the character offset of the "*" is >= 2
+                if n_cont:
+                    for j in range(st, i - 1):
+                        off -= b[j] >= 128 and b[j] < 0xC0
+                close2 |= off >= 2
+        elif c == 96:
+            marked = True
+        elif c == 92:
+            backslash = True
+    quotes += run // 3  # the last run (each earlier one was counted when the next began)
+    if paren:
+        tokens += closes
+    return tokens, dead_ws, quotes, close_any, close2, marked, backslash
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _words(b, ct, st, en, stop_keys, stop_mult):  # pragma: no cover - compiled
+    """Pass 3, the word features of the first 32 tokens: (tokens whose core, what ``strip(PUNCT)`` leaves, is
+    alphabetic; those with ``core[1:].islower()``; those that are function words)."""
+    words = alpha = stop = ntok = 0
+    i = st
+    while i < en and ntok < 32:
+        t0 = i
+        and_k, or_k, or_rest, rest_mask, tok_ascii = 255, 0, 0, 0, True
+        while i < en:
+            c = np.int64(b[i])
+            if c < 128:
+                k = ct[c]
+                w = 1
+            else:
+                c, w = _decode(b, i)
+                k = ct[c]
+            if k & _SPACE:
+                break
+            tok_ascii &= c < 128
+            and_k &= k
+            or_k |= k
+            or_rest |= k & rest_mask
+            rest_mask = 255
+            i += w
+        ntok += 1
+        c0, c1 = t0, i
+        if or_k & _PUNCT:  # PUNCT is ASCII: strip it, then the class bits of the core again
+            while c0 < c1 and b[c0] < 128 and ct[b[c0]] & _PUNCT:
+                c0 += 1
+            while c1 > c0 and b[c1 - 1] < 128 and ct[b[c1 - 1]] & _PUNCT:
+                c1 -= 1
+            and_k, or_rest, rest_mask = 255, 0, 0
+            j = c0
+            while j < c1:
+                kj, wj = _class_at(b, ct, j)
+                and_k &= kj
+                or_rest |= kj & rest_mask
+                rest_mask = 255
+                j += wj
+        if c1 > c0 and and_k & _ALPHA:
+            alpha += 1
+            if or_rest & _LOWER and not or_rest & _NOT_LOWER:  # w[1:].islower()
+                words += 1
+                if tok_ascii and c1 - c0 <= _STOP_LEN and _is_stop(b, c0, c1, stop_keys, stop_mult):
+                    stop += 1
+        while i < en:  # the whitespace after it
+            k, w = _class_at(b, ct, i)
+            if not k & _SPACE:
+                break
+            i += w
+    return words, alpha, stop
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos):  # noqa: C901  # pragma: no cover
+    """The line of ``b`` starting at ``ls`` (it ends at the next ``\\n`` or at ``de``): (its end, stripped start
+    and end, score, characters, ``\"\"\"`` + ``\'\'\'`` count, ``*/`` anywhere, ``*/`` from offset 2, backtick or
+    ``](``); the score is that of this text, before Markdown substitution; all 0 but the bounds when blank."""
+    i = ls
+    while i < de:  # leading whitespace
+        c = b[i]
+        if c == 10:
+            break
+        k, w = _class_at(b, ct, i)
+        if not k & _SPACE:
+            break
+        i += w
+    st = i
+    le, en, n_cont, symbols, orf, n_pos = _bytes(b, ct, act, act_cat, st, de, pos)
+    if en == st:
+        return le, st, en, 0, 0, 0, False, False, False
+    n = en - st - n_cont
+    if n_cont:  # continuation bytes of trailing whitespace are not the line's
+        for j in range(en, le):
+            n += b[j] >= 128 and b[j] < 0xC0
+    tokens, dead_ws, quotes, close_any, close2, marked, backslash = _syntax(
+        b, ct, act, act_cat, st, en, pos, n_pos, n_cont
+    )
+    dead = (orf & SENT_DEAD) != 0 or dead_ws
+    words, alpha, stop = _words(b, ct, st, en, stop_keys, stop_mult)
+    # the score (the order of the reference line_score)
+    last = b[en - 1]
+    p = b[en - 2] if en - st >= 2 else 0
+    # "*/" "->" "=>" ":-" ":=" ("){" ");" "};" end with ";{}"), BLOCK_COLON
+    two = (
+        (p == 42 and last == 47)
+        or (p == 45 and last == 62)
+        or (p == 61 and last == 62)
+        or (p == 58 and (last == 45 or last == 61))
+    )
+    e = 0
+    if (
+        last == 59
+        or last == 123
+        or last == 125
+        or two
+        or (last == 58 and _walk(b, ct, st, en, sa, sc, trans, at_end, start[_BLOCK, 1, 0]))
+    ):
+        e = 2
+    if e == 0:
+        if (
+            last == 40
+            or last == 91
+            or last == 92
+            or (p == 32 and last == 61)
+            or (p == 38 and last == 38)
+            or (p == 124 and last == 124)
+            or (en - st >= 3 and b[en - 3] == 32 and p == 100 and last == 111)
+            or (
+                en - st >= 5
+                and b[en - 5] == 32
+                and b[en - 4] == 116
+                and b[en - 3] == 104
+                and p == 101
+                and last == 110
+            )
+        ):  # "([\\", " =", "&&", "||", " do", " then"
+            e = 1
+        elif last == 44 and _walk(b, ct, st, en, sa, sc, trans, at_end, start[_KV, 1, 0]):
+            e = 2
+    score = e
+    if _walk(b, ct, st, en, sa, sc, trans, at_end, start[_KW, 1, 0]):
+        score += 2
+    if _search_from(b, ct, act, act_cat, pos, n_pos, en, sa, sc, trans, at_end, start[_OPS, 1, 0]):
+        score += 1
+    if tokens:
+        score += 1 if tokens < 3 else 2
+    density = symbols / n
+    if density > 0.4:
+        score += 2
+    elif density > 0.2:
+        score += 1
+    if words >= 6 and density < 0.12:
+        score -= (
+            2 if (last == 46 or last == 63 or last == 33 or last == 34 or last == 39 or last == 41) else 1
+        )
+    if words >= 12 and density < 0.08:
+        score -= 2
+    if stop >= 2 and stop * 5 >= alpha:
+        score -= 2 if stop >= 4 else 1
+    if not dead and _walk(b, ct, st, en, sa, sc, trans, at_end, start[_SENT, 1, 0]):
+        score -= 2
+    if backslash and last != 59 and _walk(b, ct, st, en, sa, sc, trans, at_end, start[_LATEX, 1, 0]):
+        score -= 3
+    return le, st, en, score, n, quotes, close_any, close2, marked
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _substitute(b, ct, st, en, tmp, out):  # pragma: no cover - compiled
+    """``MD_LINK.sub("x", INLINE_CODE.sub("x", line))`` of ``b[st:en]`` into ``out``; returns its length."""
+    m = 0
+    i = st
+    while i < en:  # INLINE_CODE `[^`]+`
+        if b[i] == 96 and i + 1 < en and b[i + 1] != 96:
+            j = i + 1
+            while j < en and b[j] != 96:
+                j += 1
+            if j < en:
+                tmp[m] = 120
+                m += 1
+                i = j + 1
+                continue
+        tmp[m] = b[i]
+        m += 1
+        i += 1
+    o = 0
+    i = 0
+    while i < m:  # MD_LINK !?\[[^\]]*\]\([^)\s]*\)
+        j = i + 1 if tmp[i] == 33 and i + 1 < m and tmp[i + 1] == 91 else i
+        if tmp[j] == 91:
+            k = j + 1
+            while k < m and tmp[k] != 93:
+                k += 1
+            if k + 1 < m and tmp[k + 1] == 40:
+                q = k + 2
+                while q < m and tmp[q] != 41:
+                    kq, wq = _class_at(tmp, ct, q)
+                    if kq & _SPACE:
+                        break
+                    q += wq
+                if q < m and tmp[q] == 41:
+                    out[o] = 120
+                    o += 1
+                    i = q + 1
+                    continue
+        out[o] = tmp[i]
+        o += 1
+        i += 1
+    return o
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _line(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos):  # noqa: E501  # pragma: no cover
+    """:func:`_scan` of the line at ``ls``, the score taken from its Markdown-substituted copy when it has one."""
+    le, st, en, score, n, quotes, close_any, close2, marked = _scan(
+        b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos
+    )
+    if marked:
+        m = _substitute(b, ct, st, en, tmp, sub)
+        score = _scan(sub, ct, act, act_cat, 0, m, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos)[3]
+    return le, st, en, score, n, quotes, close_any, close2
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _quick(a, ds, de, chars, flags, hints, hint_len):  # pragma: no cover - compiled
+    """``quick_no_code`` of ``a[ds:de]`` (``chars`` characters): no hint string, and few ``QUICK_SYMBOLS``."""
+    count = 0
+    for i in range(ds, de):
+        c = a[i]
+        if c >= 128 or flags[c] == 0:
+            continue
+        if flags[c] & 1:
+            count += 1
+        if flags[c] & 2:
+            for h in range(hints.shape[0]):
+                m = hint_len[h]
+                if hints[h, 0] == c and i + m <= de:
+                    ok = True
+                    for j in range(1, m):
+                        if a[i + j] != hints[h, j]:
+                            ok = False
+                            break
+                    if ok:
+                        return False
+    return count < _QUICK_SHARE * chars
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _doc(
+    a,
+    ds,
+    de,
+    ct,
+    act,
+    act_cat,
+    sa,
+    sc,
+    trans,
+    at_end,
+    start,
+    stop_keys,
+    stop_mult,
+    tmp,
+    sub,
+    pos,
+    labels,
+    size,
+    eff,
+    scored,
+    block,
+    neutral,
+):  # noqa: E501  # pragma: no cover
+    """``label_lines`` of document ``a[ds:de]`` into ``labels``/``size``; returns (lines, code chars, chars)."""
+    n_lines = m = n_neutral = n_blocks = 0
+    in_fence = in_doc = in_block = prev_code = False
+    prev_blank = True
+    ls = ds
+    while True:
+        le, st, en, score, n, quotes, close_any, close2 = _line(
+            a, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos
+        )
+        li = n_lines
+        n_lines += 1
+        size[li] = n
+        if en == st:
+            labels[li] = -1
+            if not prev_blank:
+                n_blocks += 1
+            prev_blank = True
+        else:
+            fence = en - st >= 3 and (
+                (a[st] == 96 and a[st + 1] == 96 and a[st + 2] == 96)
+                or (a[st] == 126 and a[st + 1] == 126 and a[st + 2] == 126)
+            )
+            if in_fence or fence:
+                if fence:
+                    in_fence = not in_fence
+                labels[li] = 1
+                prev_blank = False
+                prev_code = True
+            else:
+                if (
+                    in_doc
+                    or in_block
+                    or quotes
+                    or (
+                        not _walk(a, ct, st, en, sa, sc, trans, at_end, start[_CGUARD, 1, 0])
+                        and _walk(a, ct, st, en, sa, sc, trans, at_end, start[_COMMENT, 1, 0])
+                    )
+                ):
+                    opens = en - st >= 2 and a[st] == 47 and a[st + 1] == 42 and not close2
+                    in_doc = in_doc != (quotes % 2 == 1)
+                    in_block = (in_block or opens) and not (close2 if opens else close_any)
+                    neutral[n_neutral] = li
+                    n_neutral += 1
+                    labels[li] = 0
+                    prev_blank = False
+                else:
+                    if (a[ls] == 9 or (a[ls] == 32 and a[ls + 1] == 32)) and (prev_blank or prev_code):
+                        score += 1  # an indented line after a blank or a code line ("  " or "\t")
+                    eff[li] = score
+                    scored[m] = li
+                    block[m] = n_blocks
+                    m += 1
+                    labels[li] = 1 if score >= _CODE_SCORE else 0
+                    prev_blank = False
+                    prev_code = score >= _CODE_SCORE
+        if le >= de:
+            break
+        ls = le + 1
+    # context: the nearest scored neighbours in the same block pull a line towards their side (scores, not labels)
+    for k in range(m):
+        b = block[k]
+        before = k > 0 and block[k - 1] == b
+        after = k + 1 < m and block[k + 1] == b
+        if before and after:
+            ctx = (min(3, max(-3, eff[scored[k - 1]])) + min(3, max(-3, eff[scored[k + 1]]))) / 2
+        elif before:
+            ctx = float(min(3, max(-3, eff[scored[k - 1]])))
+        elif after:
+            ctx = float(min(3, max(-3, eff[scored[k + 1]])))
+        else:
+            ctx = 0.0
+        labels[scored[k]] = 1 if eff[scored[k]] + _WEIGHT * ctx >= _CODE_SCORE else 0
+    # a weak line sandwiched between code lines belongs to the block
+    for k in range(1, m - 1):
+        i = scored[k]
+        if labels[i] == 0 and eff[i] >= 0 and labels[scored[k - 1]] == 1 and labels[scored[k + 1]] == 1:
+            labels[i] = 1
+    # a document that is mostly code: ambiguous lines are code too
+    if m:
+        n_code = 0
+        for k in range(m):
+            n_code += labels[scored[k]] == 1
+        if n_code >= _PRIOR * m:
+            for k in range(m):
+                if eff[scored[k]] >= _AMBIGUOUS:
+                    labels[scored[k]] = 1
+    # comments and docstrings follow their context
+    if n_neutral and m:
+        pos = 0
+        for t in range(n_neutral):
+            i = neutral[t]
+            while pos < m and scored[pos] < i:
+                pos += 1
+            before_ok = pos == 0 or labels[scored[pos - 1]] != 0
+            after_ok = pos == m or labels[scored[pos]] != 0
+            labels[i] = 1 if (before_ok and after_ok) else 0
+    code = total = 0
+    for li in range(n_lines):
+        if labels[li] >= 0:
+            total += size[li]
+            if labels[li] == 1:
+                code += size[li]
+    return n_lines, code, total
+
+
+@njit(cache=True, nogil=True)
+def label_docs(
+    a,
+    bounds,
+    chars,
+    screen,
+    want_labels,
+    ct,
+    act,
+    act_cat,
+    sa,
+    sc,
+    trans,
+    at_end,
+    start,
+    stop_keys,
+    stop_mult,
+    flags,
+    hints,
+    hint_len,
+):  # noqa: E501  # pragma: no cover
+    """(code chars, non-blank chars) per document, and the labels of all their lines when ``want_labels``."""
+    n_docs = bounds.shape[0] - 1
+    code = np.zeros(n_docs, dtype=np.int64)
+    total = np.zeros(n_docs, dtype=np.int64)
+    longest = 0
+    for d in range(n_docs):
+        longest = max(longest, bounds[d + 1] - bounds[d])
+    n_out = 0
+    if want_labels:
+        for i in range(a.shape[0]):
+            n_out += a[i] == 10
+        n_out += n_docs
+    out = np.empty(n_out, dtype=np.int8)
+    tmp = np.empty(longest, dtype=np.uint8)
+    sub = np.empty(longest, dtype=np.uint8)
+    pos = np.empty(longest + 1, dtype=np.int64)
+    labels = np.empty(longest + 1, dtype=np.int8)
+    size = np.empty(longest + 1, dtype=np.int64)
+    eff = np.empty(longest + 1, dtype=np.int64)
+    scored = np.empty(longest + 1, dtype=np.int64)
+    block = np.empty(longest + 1, dtype=np.int64)
+    neutral = np.empty(longest + 1, dtype=np.int64)
+    at = 0
+    for d in range(n_docs):
+        ds, de = bounds[d], bounds[d + 1]
+        if screen and (de == ds or _quick(a, ds, de, chars[d], flags, hints, hint_len)):
+            continue
+        n_lines, code[d], total[d] = _doc(
+            a, ds, de, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos, labels,
+            size, eff, scored, block, neutral,
+        )  # fmt: skip
+        if want_labels:
+            out[at : at + n_lines] = labels[:n_lines]
+            at += n_lines
+    return code, total, out
+
+
+@njit(cache=True, nogil=True)
+def score_lines(a, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, stop_mult):  # pragma: no cover
+    """The line score of each line of ``a`` (split on ``\\n``, stripped; 0 for blank lines)."""
+    n = 1
+    for i in range(a.shape[0]):
+        n += a[i] == 10
+    out = np.zeros(n, dtype=np.int64)
+    tmp = np.empty(a.shape[0], dtype=np.uint8)
+    sub = np.empty(a.shape[0], dtype=np.uint8)
+    pos = np.empty(a.shape[0] + 1, dtype=np.int64)
+    ls = li = 0
+    while li < n:
+        le, st, en, score = _line(
+            a,
+            ct,
+            act,
+            act_cat,
+            ls,
+            a.shape[0],
+            sa,
+            sc,
+            trans,
+            at_end,
+            start,
+            stop_keys,
+            stop_mult,
+            tmp,
+            sub,
+            pos,
+        )[:4]  # noqa: E501
+        out[li] = score
+        li += 1
+        ls = le + 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def unknown_codepoints(a, bounds, chars, ct, unknown):  # pragma: no cover - compiled
+    """The distinct codepoints of the non-ASCII documents whose class is ``unknown`` (marked ``unknown - 1``)."""
+    n = 0
+    for d in range(bounds.shape[0] - 1):
+        if bounds[d + 1] - bounds[d] == chars[d]:
+            continue  # ASCII
+        for i in range(bounds[d], bounds[d + 1]):
+            if a[i] >= 0xC0:
+                n += ct[_decode(a, i)[0]] == unknown
+    out = np.empty(n, dtype=np.int64)
+    m = 0
+    if n:
+        for d in range(bounds.shape[0] - 1):
+            for i in range(bounds[d], bounds[d + 1]):
+                if a[i] >= 0xC0:
+                    cp = _decode(a, i)[0]
+                    if ct[cp] == unknown:
+                        ct[cp] = unknown - 1
+                        out[m] = cp
+                        m += 1
+    return out[:m]
+
+
+@njit(cache=True, nogil=True)
+def walk_lines(a, ct, sa, sc, trans, at_end, state):  # pragma: no cover - compiled
+    """The verdict of the DFA starting in ``state`` on each line of ``a`` (split on ``\\n``, not stripped)."""
+    n = 1
+    for i in range(a.shape[0]):
+        n += a[i] == 10
+    out = np.zeros(n, dtype=np.bool_)
+    ls = 0
+    for li in range(n):
+        le = ls
+        while le < a.shape[0] and a[le] != 10:
+            le += 1
+        out[li] = _walk(a, ct, ls, le, sa, sc, trans, at_end, state)
+        ls = le + 1
+    return out
