@@ -6,9 +6,10 @@ logic above single lines (fences, comments, neighbour context, document prior, b
 computes exactly the same scores with faster code (C-level token features, a per-document cache of line
 scores); ``tests/test_code_in_text_fast.py`` checks that the two agree line by line and document by document on
 the labeled set, the embedded sample and generated edge cases. A change of the line rules must be made in both
-``line_score`` functions and in :mod:`mixlab.curate._code_in_text_scores` (the compiled loop); a change of a
-regex is picked up by the compiled path (it refuses patterns it cannot rewrite); a change of the block logic
-must be mirrored in ``_labels`` of :mod:`mixlab.curate._code_in_text_compiled`.
+``line_score`` functions and in :mod:`mixlab.curate._code_in_text_kernel` (the compiled kernel; the few rules
+hand-coded there are checked against their pattern strings at import by :mod:`mixlab.curate._code_in_text_scores`);
+a change of a regex is picked up by the compiled path (DFAs built from its parse tree; it refuses constructs it
+cannot build); a change of the block logic must be mirrored in the kernel's block pass.
 """
 
 from __future__ import annotations

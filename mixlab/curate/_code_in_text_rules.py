@@ -7,7 +7,7 @@ prior), :func:`fraction_on_code`, :func:`code_blocks` and :func:`strip_blocks`, 
 a labelling function. Only the line score itself exists more than once: readably in
 :mod:`mixlab.curate._code_in_text_reference` (the specification), fast in Python in
 :mod:`mixlab.curate.code_in_text`, and compiled (with the block logic) in
-:mod:`mixlab.curate._code_in_text_compiled`, which reads the regexes here through their parse trees (equality
+:mod:`mixlab.curate._code_in_text_kernel`, which runs the regexes here as DFAs built from their parse trees (equality
 tested in ``tests/test_code_in_text_fast.py``). Pure: no I/O, no third-party imports.
 """
 
