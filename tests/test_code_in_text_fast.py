@@ -134,6 +134,27 @@ def test_compiled_line_scores_identical():
     assert not diff, diff[:5]
 
 
+def test_word_features_stop_early_exactly():
+    """Pass 3 stops before 32 tokens only when the score's word terms are decided: equal to the reference on
+    lines around that point (function words, words, capitalised and numeric tokens in every mix, in runs
+    that put the counts on each side of the thresholds 2/4 function words, 6/12 words, 32 tokens)."""
+    rng = random.Random(3)
+    kinds = ["the", "of", "which", "word", "Word", "WORD", "12", "x;", "(the)", "it,"]
+    lines = [
+        " ".join(["the"] * k + [filler] * m + ["of"] * j)
+        for k in range(7)
+        for m in range(34)
+        for filler in ("12", "1;", "a=b", "x;", "Word", "word", "WORD")
+        for j in range(5)
+        if k + m + j
+    ]
+    for _ in range(3000):
+        runs = [(rng.choice(kinds), rng.randint(0, 12)) for _ in range(rng.randint(1, 5))]
+        lines.append(" ".join(tok for tok, n in runs for _ in range(n)) or "x")
+    scores = compiled.line_scores(lines).tolist()
+    assert scores == [ref.line_score(line) for line in lines]
+
+
 def test_compiled_batches_identical():
     """Batched code fractions and labels do not depend on the batch: each equals the reference of its text."""
     rng = random.Random(2)
@@ -228,6 +249,25 @@ def test_dfas_match_their_regexes():
         assert any(want) and not all(want), name  # the lines exercise both verdicts
 
 
+def test_hand_coded_sentence_equals_regex():
+    """The kernel's branch-free ``SENTENCE`` (used instead of its DFA) equals ``SENTENCE.match`` on every real,
+    edge-case and fuzzed line, and on lines drawn from the pattern's own alphabet (tokens of letters, ``'-``
+    and ``,.;:!?"``, runs of spaces, a stray digit, tab or non-ASCII letter)."""
+    rng = random.Random(2)
+    parts = ["The", "A", "a", "word", "don't", "-", "'", ",", ".", '"', "?!", "'s", "x,y", "9", "\t"]
+    parts.append("\u00e9")
+    made = [
+        "".join(rng.choice(parts) + " " * rng.randint(0, 2) for _ in range(rng.randint(1, 6)))
+        for _ in range(4000)
+    ]
+    made = [rng.choice(["", " ", "The ", "I "]) + (m.rstrip(" ") if k % 2 else m) for k, m in enumerate(made)]
+    lines = [line for text in _corpus()[:300] for line in text.split("\n")]
+    lines = [line for line in lines + EDGE_LINES + _fuzz_lines() + made if line]
+    want = [bool(rules.SENTENCE.match(line)) for line in lines]
+    assert compiled.sentence_flags(lines) == want
+    assert sum(want) > 500  # both verdicts are common
+
+
 def test_dfa_builder_refuses_what_it_cannot_express():
     """Backreferences, atomic groups, multi-character lookaheads inside a pattern, \\B, flags and non-ASCII literals
     raise instead of matching differently."""
@@ -265,6 +305,19 @@ def test_class_table_learns_new_characters():
     )
     assert fast.code_fractions([text]) == [ref.code_fraction(text)]
     assert all(table[c] == scores.char_class(chr(c)) for c in fresh)
+
+
+def test_compiled_quick_screen_equals_quick_no_code():
+    """The compiled quick screen (hints found through their key byte pairs) equals ``quick_no_code`` on every
+    document, and on texts with each hint at the start, at the end, cut by the text's end, or next to the key
+    pair of another hint, batched so that a hint could only be completed across two texts."""
+    texts = _corpus()[:600] + EDGE_LINES + _fuzz_lines(500) + [""]
+    for h in rules.QUICK_HINTS:
+        for filler in ("x" * 300, "\u00e9" * 300, "pour l'import mp lu " * 20):
+            texts += [h + filler, filler + h, filler + h[:-1], h[1:] + filler]
+            texts.append(filler + h[:-1] + "\u00e9" + h[-1:])
+    assert compiled.quick_screen(texts) == [rules.quick_no_code(t) for t in texts]
+    assert {rules.quick_no_code(t) for t in texts} == {True, False}
 
 
 def test_quick_no_code_definition():

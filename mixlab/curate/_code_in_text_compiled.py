@@ -4,7 +4,8 @@ Contract: :func:`code_chars` gives, for each text, the characters on code lines 
 ``text.split("\\n")`` (both 0 for an empty text or one that ``quick_no_code`` skips, with ``screen``), exactly
 as :func:`mixlab.curate._code_in_text_rules.fraction_on_code` over ``label_lines`` with the reference
 :func:`~mixlab.curate._code_in_text_reference.line_score`; :func:`labels_of` the labels of one text (int8: -1
-blank, 0 prose, 1 code); :func:`line_scores` the reference line score of each line. Tested for equality in
+blank, 0 prose, 1 code); :func:`line_scores` the reference line score of each line; :func:`quick_screen` and
+:func:`sentence_flags` the kernel's ``quick_no_code`` and ``SENTENCE.match``. Tested for equality in
 ``tests/test_code_in_text_fast.py`` (labeled sets, embedded sample, edge and fuzzed lines, Unicode included).
 
 How: the texts of a batch are encoded to UTF-8 one by one and joined (11 ms for the 23.2 M characters of
@@ -60,11 +61,21 @@ def _args() -> tuple:
             t.stop_mult)  # fmt: skip
 
 
-def _run(texts: Sequence[str], screen: bool, want_labels: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _screen_args() -> tuple:
     t = tables()
+    return t.quick_sym, t.quick_pair, t.hints, t.hint_len, t.hint_at
+
+
+def quick_screen(texts: Sequence[str]) -> list[bool]:
+    """The compiled ``quick_no_code`` of each text (the kernel's quick screen, :func:`code_chars` skips empty texts)."""
+    a, bounds, chars = _batch(texts)
+    return K.quick_screen(a, bounds, chars, *_screen_args()).tolist()  # type: ignore[no-any-return]
+
+
+def _run(texts: Sequence[str], screen: bool, want_labels: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a, bounds, chars = _batch(texts)
     return K.label_docs(  # type: ignore[no-any-return]
-        a, bounds, chars, screen, want_labels, *_args(), t.quick_flags, t.hints, t.hint_len
+        a, bounds, chars, screen, want_labels, *_args(), *_screen_args()
     )
 
 
@@ -83,6 +94,12 @@ def line_scores(lines: list[str]) -> np.ndarray:
     """The reference line score of each stripped line (0 for blank ones); lines must not hold ``\\n``."""
     a, _, _ = _batch(["\n".join(lines)])
     return K.score_lines(a, *_args())  # type: ignore[no-any-return]
+
+
+def sentence_flags(lines: list[str]) -> list[bool]:
+    """The kernel's hand-coded ``SENTENCE.match`` on each line (no ``\\n``)."""
+    a, _, _ = _batch(["\n".join(lines)])
+    return K.sentence_lines(a).tolist()  # type: ignore[no-any-return]
 
 
 def dfa_flags(name: str, lines: list[str]) -> list[bool]:

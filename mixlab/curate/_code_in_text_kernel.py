@@ -7,29 +7,37 @@ Contract: for the UTF-8 bytes ``a`` of documents laid end to end (``bounds[d]:bo
 and on non-blank lines of ``text.split("\\n")``, exactly as ``fraction_on_code`` over ``label_lines``
 (:mod:`mixlab.curate._code_in_text_rules`) with the reference ``line_score`` (0 and 0 for an empty document or
 one ``quick_no_code`` skips, when ``screen``), and the labels of all lines when asked (-1 blank, 0 prose, 1
-code); :func:`score_lines` gives line scores and :func:`walk_lines` one DFA's verdicts. Tested in
+code); :func:`score_lines` gives line scores, :func:`walk_lines` one DFA's verdicts, :func:`sentence_lines`
+those of the hand-coded ``SENTENCE`` and :func:`quick_screen` those of ``quick_no_code``. Tested in
 ``tests/test_code_in_text_fast.py``.
 
 All compiled code of the detector is in this one module: numba's cache does not notice a change of a compiled
 function in another file, so splitting it would let a stale kernel run. Bytes below 128 are ASCII characters
 (UTF-8 never uses them inside a multi-byte character), so comparisons with ASCII literals work on bytes; a
 character from 128 up is decoded where its class matters (``\\s``, ``\\w``, letters). Per document: the quick
-screen (hint strings, share of ``;{}=<>_``); per line (:func:`_scan`): leading whitespace, then pass 1 byte by
-byte (line end, stripped end, symbols, the ``act`` bits; positions of the few characters pass 2 needs), pass 2
-over those positions (the identifier patterns as ``findall`` counts, each scanning on from its previous match;
-``\"\"\"``/``'''`` counts, ``*/``), pass 3 token by token over the first 32 tokens (word features from class
-bits accumulated over each token). The regexes are DFA walks that stop at their verdict: ``KEYWORD_START``,
-``KEY_VALUE``, ``BLOCK_COLON``, ``COMMENT`` (a few characters on most lines), ``OPERATORS`` only from the
-characters that can start it, ``SENTENCE`` only on lines without a character that kills it, ``LATEX`` only on
-lines with a backslash. A line with a backtick or ``](`` is scored again on its Markdown-substituted copy. The
+screen (hint strings found through one table lookup per byte pair, share of ``;{}=<>_``); per line
+(:func:`_scan`): leading whitespace, then pass 1 byte by byte (line end, stripped end, symbols, the ``act``
+bits; positions of the few characters pass 2 needs), pass 2 over those positions (the identifier patterns as
+``findall`` counts, each scanning on from its previous match; ``\"\"\"``/``'''`` counts, ``*/``), pass 3 token
+by token over the first 32 tokens (word features from class bits accumulated over each token; it stops earlier
+once the score's word terms are decided). The regexes are DFA walks that stop at their verdict:
+``KEYWORD_START``, ``KEY_VALUE``, ``BLOCK_COLON``, ``COMMENT`` (a few characters on most lines), ``OPERATORS``
+only from the characters that can start it, ``LATEX`` only on lines with a backslash; ``SENTENCE`` is coded by
+hand (a loop without a branch per byte, :func:`_sentence`; its pattern is checked), only on lines without a
+character that kills it. A line with a backtick or ``](`` is scored on its Markdown-substituted copy only. The
 block logic of ``label_lines`` follows per document. The helpers are compiled without reference counting
 (``_nrt=False``: array arguments would cost an atomic increment and decrement per call).
 
-Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64, ``perf`` samples): 195 ms a pass over the
-corpus, of which pass 1 and the other byte loops of :func:`_scan` ~31 ms, DFA walks ~32 ms (mostly
-``SENTENCE`` on prose lines and ``OPERATORS``), per-line score assembly ~14 ms, pass 3 ~51 ms plus ~9 ms of
-function-word lookups, pass 2 ~14 ms, the quick screen ~22 ms, the block logic with the ``COMMENT`` walks ~36
-ms. A single fused pass per line was slower (~25 live values spilled to the stack: 2x the cycles per byte).
+Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): ~178 ms a pass over the corpus (~200 ms
+before round 2: quick screen 20 -> 12 ms, ``SENTENCE`` by hand 13 -> 6 ms, pass 3's early stop and packed
+keys ~56 -> ~49 ms, no score for a Markdown line's original text ~3 ms). Of the 2864 documents the screen
+passes (17.4 M bytes, 248 k non-blank lines): pass 1 ~22 ms, pass 2 ~14 ms, pass 3 ~49 ms (per line ~200 ns:
+most lines are short, the cost is per token), ``KEYWORD_START`` ~9 ms, ``OPERATORS`` ~11 ms, the rest of the
+line score ~30 ms, Markdown lines ~4 ms, the block logic with the ``COMMENT`` walks and the line dispatch the
+rest. A single fused pass per line was slower (~25 live values spilled to the stack: 2x the cycles per byte);
+tried and dropped in round 2 (each no faster): pass 3 as a table-driven token DFA (~7 cycles a byte, bound by
+the state's load-to-use latency) or as one loop of branch-free 0/1 flags per ASCII token; DFA rows as flat
+offsets (no imul in the walk); a 128 x 128 pair table for the screen.
 """
 
 from __future__ import annotations
@@ -265,14 +273,19 @@ def _syntax(b, ct, act, act_cat, st, en, pos, n_pos, n_cont):  # noqa: C901  # p
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _words(b, ct, st, en, stop_keys, stop_mult):  # pragma: no cover - compiled
+def _words(b, ct, st, en, stop_keys, stop_mult, need_words):  # pragma: no cover - compiled
     """Pass 3, the word features of the first 32 tokens: (tokens whose core, what ``strip(PUNCT)`` leaves, is
-    alphabetic; those with ``core[1:].islower()``; those that are function words)."""
+    alphabetic; those with ``core[1:].islower()``; those that are function words), or of the first tokens that
+    already decide every term of the score that reads them (the counts only grow and ``alpha`` stays <= 32):
+    ``words >= 12`` or not ``need_words`` (density >= 0.12: the two word terms are off), with ``stop >= 4`` and
+    ``5 * stop >= alpha + tokens left`` (the function-word term is -2 whatever the rest holds). It saves ~4 ms
+    on SlimPajama x8 (most lines have fewer than 16 tokens); a token that is its own core is looked up by the
+    key packed in its loop (~2 ms: no second loop over its letters)."""
     words = alpha = stop = ntok = 0
     i = st
     while i < en and ntok < 32:
         t0 = i
-        and_k, or_k, or_rest, rest_mask, tok_ascii = 255, 0, 0, 0, True
+        and_k, or_k, or_rest, rest_mask, tok_ascii, key = 255, 0, 0, 0, True, 0
         while i < en:
             c = np.int64(b[i])
             if c < 128:
@@ -284,6 +297,7 @@ def _words(b, ct, st, en, stop_keys, stop_mult):  # pragma: no cover - compiled
             if k & _SPACE:
                 break
             tok_ascii &= c < 128
+            key = key * 32 + ((c | 32) - 96)  # the packed key, used when the token is the core
             and_k &= k
             or_k |= k
             or_rest |= k & rest_mask
@@ -308,8 +322,13 @@ def _words(b, ct, st, en, stop_keys, stop_mult):  # pragma: no cover - compiled
             alpha += 1
             if or_rest & _LOWER and not or_rest & _NOT_LOWER:  # w[1:].islower()
                 words += 1
-                if tok_ascii and c1 - c0 <= _STOP_LEN and _is_stop(b, c0, c1, stop_keys, stop_mult):
-                    stop += 1
+                if tok_ascii and c1 - c0 <= _STOP_LEN:
+                    if c1 - c0 < i - t0:  # PUNCT stripped: pack the core
+                        stop += _is_stop(b, c0, c1, stop_keys, stop_mult)
+                    else:
+                        stop += stop_keys[(np.uint64(key) * stop_mult) >> _STOP_SHIFT] == key
+        if (words >= 12 or not need_words) and stop >= 4 and 5 * stop >= alpha + 32 - ntok:
+            break
         while i < en:  # the whitespace after it
             k, w = _class_at(b, ct, i)
             if not k & _SPACE:
@@ -318,11 +337,53 @@ def _words(b, ct, st, en, stop_keys, stop_mult):  # pragma: no cover - compiled
     return words, alpha, stop
 
 
+# SENTENCE by hand (the pattern is checked by _code_in_text_scores): per byte its part of the pattern; 0 for a
+# byte SENTENCE never accepts (every byte from 128 up: the pattern is ASCII)
+_S_BODY, _S_TAIL, _S_BOTH, _S_SPACE = 1, 2, 4, 8  # [A-Za-z\-], [,.;:!?"], ', " "
+_SENT_BITS = np.zeros(256, dtype=np.int64)
+for _c in range(128):
+    _ch = chr(_c)
+    _SENT_BITS[_c] = (
+        _S_BODY if ("A" <= _ch <= "Z" or "a" <= _ch <= "z" or _ch == "-") else _S_TAIL if _ch in ',.;:!?"'
+        else _S_BOTH if _ch == "'" else _S_SPACE if _ch == " " else 0
+    )  # fmt: skip
+
+
 @njit(cache=True, nogil=True, _nrt=False)
-def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos):  # noqa: C901  # pragma: no cover
+def _sentence(b, st, en):  # pragma: no cover - compiled
+    """``SENTENCE.match`` of ``b[st:en]`` (``st < en``), ``[A-Z][A-Za-z'\\-]*[,.;:!?\"']*(?: +[A-Za-z'\\-]+
+    [,.;:!?\"']*){2,}$``: an uppercase ASCII first byte, then at least three tokens split by runs of spaces
+    (none at either end), each of bytes of the two classes only, not starting with one of ``,.;:!?"``, no
+    letter or ``-`` after one of those (``'`` is in both classes: a token is ``x y`` with x in the first class
+    and y in the second exactly then).
+
+    A loop without a branch per byte but its exit: 6 ms on the lines of SlimPajama x8 where the DFA walk took
+    13 ms (its step, a dependent load of the state table, ~6-9 cycles a byte).
+    """
+    if not 65 <= b[st] <= 90:
+        return False
+    bad = tail = space = 0
+    ntok = 1
+    for i in range(st, en):
+        k = _SENT_BITS[b[i]]
+        sp = (k >> 3) & 1
+        to = (k >> 1) & 1
+        bad |= (k == 0) | (tail & k & _S_BODY) | (space & to)
+        ntok += space & (1 - sp)
+        tail = (tail | to) & (1 - sp)
+        space = sp
+        if bad:
+            return False
+    return space == 0 and ntok >= 3
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first):  # noqa: C901, E501  # pragma: no cover
     """The line of ``b`` starting at ``ls`` (it ends at the next ``\\n`` or at ``de``): (its end, stripped start
     and end, score, characters, ``\"\"\"`` + ``\'\'\'`` count, ``*/`` anywhere, ``*/`` from offset 2, backtick or
-    ``](``); the score is that of this text, before Markdown substitution; all 0 but the bounds when blank."""
+    ``](``); the score is that of this text, before Markdown substitution; all 0 but the bounds when blank.
+    With ``first``, a line with a backtick or ``](`` gets score 0: its score is that of its substituted copy
+    (not computing it saves ~3 ms on SlimPajama x8)."""
     i = ls
     while i < de:  # leading whitespace
         c = b[i]
@@ -343,8 +404,11 @@ def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, 
     tokens, dead_ws, quotes, close_any, close2, marked, backslash = _syntax(
         b, ct, act, act_cat, st, en, pos, n_pos, n_cont
     )
+    if first and marked:
+        return le, st, en, 0, n, quotes, close_any, close2, marked
     dead = (orf & SENT_DEAD) != 0 or dead_ws
-    words, alpha, stop = _words(b, ct, st, en, stop_keys, stop_mult)
+    density = symbols / n
+    words, alpha, stop = _words(b, ct, st, en, stop_keys, stop_mult, density < 0.12)
     # the score (the order of the reference line_score)
     last = b[en - 1]
     p = b[en - 2] if en - st >= 2 else 0
@@ -392,7 +456,6 @@ def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, 
         score += 1
     if tokens:
         score += 1 if tokens < 3 else 2
-    density = symbols / n
     if density > 0.4:
         score += 2
     elif density > 0.2:
@@ -405,7 +468,7 @@ def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, 
         score -= 2
     if stop >= 2 and stop * 5 >= alpha:
         score -= 2 if stop >= 4 else 1
-    if not dead and _walk(b, ct, st, en, sa, sc, trans, at_end, start[_SENT, 1, 0]):
+    if not dead and _sentence(b, st, en):
         score -= 2
     if backslash and last != 59 and _walk(b, ct, st, en, sa, sc, trans, at_end, start[_LATEX, 1, 0]):
         score -= 3
@@ -460,35 +523,45 @@ def _substitute(b, ct, st, en, tmp, out):  # pragma: no cover - compiled
 def _line(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos):  # noqa: E501  # pragma: no cover
     """:func:`_scan` of the line at ``ls``, the score taken from its Markdown-substituted copy when it has one."""
     le, st, en, score, n, quotes, close_any, close2, marked = _scan(
-        b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos
+        b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, True
     )
     if marked:
         m = _substitute(b, ct, st, en, tmp, sub)
-        score = _scan(sub, ct, act, act_cat, 0, m, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos)[3]
+        score = _scan(
+            sub, ct, act, act_cat, 0, m, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, False
+        )[3]
     return le, st, en, score, n, quotes, close_any, close2
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _quick(a, ds, de, chars, flags, hints, hint_len):  # pragma: no cover - compiled
-    """``quick_no_code`` of ``a[ds:de]`` (``chars`` characters): no hint string, and few ``QUICK_SYMBOLS``."""
+def _quick(a, ds, de, chars, sym, pair, hints, hint_len, hint_at):  # pragma: no cover - compiled
+    """``quick_no_code`` of ``a[ds:de]`` (``chars`` characters, ``de > ds``): no hint string, and few
+    ``QUICK_SYMBOLS``.
+
+    One table lookup per byte pair: ``pair`` marks, for each hint, the rarest pair of bytes in it (at offset
+    ``hint_at``), so a hint is compared in full only where that pair occurs; symbols counted branch-free. Keyed
+    on each hint's first character before (the ``i`` of ``import `` is 7% of prose): 20 -> 13 ms for the 6016
+    documents of SlimPajama x8.
+    """
     count = 0
-    for i in range(ds, de):
-        c = a[i]
-        if c >= 128 or flags[c] == 0:
-            continue
-        if flags[c] & 1:
-            count += 1
-        if flags[c] & 2:
+    for i in range(ds, de - 1):
+        c = np.int64(a[i])
+        count += sym[c]
+        m = pair[(c << 8) | a[i + 1]]
+        if m:
             for h in range(hints.shape[0]):
-                m = hint_len[h]
-                if hints[h, 0] == c and i + m <= de:
-                    ok = True
-                    for j in range(1, m):
-                        if a[i + j] != hints[h, j]:
-                            ok = False
-                            break
-                    if ok:
-                        return False
+                if (m >> h) & 1:
+                    s = i - hint_at[h]
+                    n = hint_len[h]
+                    if s >= ds and s + n <= de:
+                        ok = True
+                        for j in range(n):
+                            if a[s + j] != hints[h, j]:
+                                ok = False
+                                break
+                        if ok:
+                            return False
+    count += sym[a[de - 1]]
     return count < _QUICK_SHARE * chars
 
 
@@ -639,9 +712,11 @@ def label_docs(
     start,
     stop_keys,
     stop_mult,
-    flags,
+    sym,
+    pair,
     hints,
     hint_len,
+    hint_at,
 ):  # noqa: E501  # pragma: no cover
     """(code chars, non-blank chars) per document, and the labels of all their lines when ``want_labels``."""
     n_docs = bounds.shape[0] - 1
@@ -668,7 +743,7 @@ def label_docs(
     at = 0
     for d in range(n_docs):
         ds, de = bounds[d], bounds[d + 1]
-        if screen and (de == ds or _quick(a, ds, de, chars[d], flags, hints, hint_len)):
+        if screen and (de == ds or _quick(a, ds, de, chars[d], sym, pair, hints, hint_len, hint_at)):
             continue
         n_lines, code[d], total[d] = _doc(
             a, ds, de, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos, labels,
@@ -678,6 +753,17 @@ def label_docs(
             out[at : at + n_lines] = labels[:n_lines]
             at += n_lines
     return code, total, out
+
+
+@njit(cache=True, nogil=True)
+def quick_screen(a, bounds, chars, sym, pair, hints, hint_len, hint_at):  # pragma: no cover - compiled
+    """The compiled ``quick_no_code`` of each document (False for an empty one, as ``quick_no_code``)."""
+    n_docs = bounds.shape[0] - 1
+    out = np.zeros(n_docs, dtype=np.bool_)
+    for d in range(n_docs):
+        if bounds[d + 1] > bounds[d]:
+            out[d] = _quick(a, bounds[d], bounds[d + 1], chars[d], sym, pair, hints, hint_len, hint_at)
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -738,6 +824,23 @@ def unknown_codepoints(a, bounds, chars, ct, unknown):  # pragma: no cover - com
                         out[m] = cp
                         m += 1
     return out[:m]
+
+
+@njit(cache=True, nogil=True)
+def sentence_lines(a):  # pragma: no cover - compiled
+    """:func:`_sentence` of each line of ``a`` (split on ``\\n``, not stripped; False for an empty one)."""
+    n = 1
+    for i in range(a.shape[0]):
+        n += a[i] == 10
+    out = np.zeros(n, dtype=np.bool_)
+    ls = 0
+    for li in range(n):
+        le = ls
+        while le < a.shape[0] and a[le] != 10:
+            le += 1
+        out[li] = le > ls and _sentence(a, ls, le)
+        ls = le + 1
+    return out
 
 
 @njit(cache=True, nogil=True)

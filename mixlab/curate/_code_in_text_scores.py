@@ -11,9 +11,11 @@ by hand is checked against the pattern it was written for, and a change raises `
 - The regexes ``KEYWORD_START``, ``KEY_VALUE``, ``COMMENT`` (guard ``(?!PREPROC)`` + body), ``LATEX``
   (search), ``SENTENCE``, ``OPERATORS`` (search) and ``BLOCK_COLON`` as DFAs over one alphabet
   (:mod:`mixlab.curate._code_in_text_regex`), stacked into one transition table: built once per process on
-  first use (:func:`tables`, ~0.2 s).
+  first use (:func:`tables`, ~0.2 s). The kernel decides ``SENTENCE`` by its own loop (the pattern is one of
+  those checked); the DFA still gives which characters kill it (``SENT_DEAD``).
 - Function words packed 5 bits a letter into a multiplicative hash table (no collision: found at build).
-- The quick screen's hint strings and symbols (``quick_no_code``).
+- The quick screen's hint strings and symbols (``quick_no_code``), each hint keyed on its rarest pair of
+  characters (:func:`hint_keys`) in a table over byte pairs.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ _BY_HAND = {
     "DOLLAR": r"\$\w",
     "INDEX": r"\w\[",
     "COMPARE": r"[=<>!]=",
+    "SENTENCE": r"[A-Z][A-Za-z'\-]*[,.;:!?\"']*(?: +[A-Za-z'\-]+[,.;:!?\"']*){2,}$",
 }
 _changed = [name for name, pattern in _BY_HAND.items() if getattr(R, name).pattern != pattern]
 if _changed or R.PUNCT != "\"'(),.;:!?" or R.QUICK_SYMBOLS != ";{}=<>_" or R.MAX_TOKENS != 32:
@@ -118,9 +121,31 @@ class Tables(NamedTuple):
     act_cat: np.ndarray  # uint8 [8]: the same for a non-ASCII character, by its SPACE|WORD|DIGIT bits
     stop_keys: np.ndarray  # int64 [2**STOP_BITS]: packed function word per hash slot (0: empty)
     stop_mult: np.uint64  # the hash multiplier
-    quick_flags: np.ndarray  # uint8 [128]: 1 = a QUICK_SYMBOLS character, 2 = first character of a hint
+    quick_sym: np.ndarray  # int64 [256]: 1 for the bytes of QUICK_SYMBOLS
+    quick_pair: np.ndarray  # uint16 [256 * 256]: bit h set at the key byte pair of hint h (:func:`hint_keys`)
     hints: np.ndarray  # int64 [hints, longest]: QUICK_HINTS, zero-padded
     hint_len: np.ndarray  # int64 [hints]
+    hint_at: np.ndarray  # int64 [hints]: the offset of the key pair in the hint
+
+
+# English letters, most frequent first, after space and newline (any other character ranks as rarer)
+_COMMON = " \netaoinshrdlcumwfgypbvkjxqz"
+
+
+def hint_keys(hints: tuple[str, ...]) -> list[int]:
+    """The offset of each hint's key pair of characters: the pair whose more common character is rarest (then
+    whose other character is), by :data:`_COMMON`; only the speed of the quick screen depends on the choice."""
+
+    def rank(c: str) -> int:
+        return _COMMON.find(c.lower()) if c.lower() in _COMMON else len(_COMMON)
+
+    return [
+        max(
+            range(len(h) - 1),
+            key=lambda k: (min(rank(h[k]), rank(h[k + 1])), max(rank(h[k]), rank(h[k + 1]))),
+        )
+        for h in hints
+    ]
 
 
 def pack_word(word: str) -> int:
@@ -218,13 +243,18 @@ def tables() -> Tables:
     at_end = np.concatenate([np.array([False, True])] + ends)
     act, act_cat = _acts(alpha, dfas["OPERATORS"], dfas["SENTENCE"])
     stop_keys, mult = _stop_hash()
+    if not all(h.isascii() and len(h) >= 2 for h in R.QUICK_HINTS) or len(R.QUICK_HINTS) > 16:
+        raise ValueError("QUICK_HINTS: the quick screen needs at most 16 ASCII hints of 2 characters or more")
     hints = [[ord(c) for c in h] for h in R.QUICK_HINTS]
     width = max(map(len, hints))
-    quick = np.zeros(128, dtype=np.uint8)
-    quick[[ord(c) for c in R.QUICK_SYMBOLS]] |= 1
-    quick[[h[0] for h in hints]] |= 2
+    at = hint_keys(R.QUICK_HINTS)
+    pair = np.zeros(1 << 16, dtype=np.uint16)
+    for k, (h, j) in enumerate(zip(hints, at, strict=True)):
+        pair[(h[j] << 8) | h[j + 1]] |= 1 << k
+    sym = np.zeros(256, dtype=np.int64)
+    sym[[ord(c) for c in R.QUICK_SYMBOLS]] = 1
     return Tables(
-        alpha.ascii, alpha.cat, trans, at_end, start, act, act_cat, stop_keys, np.uint64(mult), quick,
+        alpha.ascii, alpha.cat, trans, at_end, start, act, act_cat, stop_keys, np.uint64(mult), sym, pair,
         np.array([h + [0] * (width - len(h)) for h in hints], dtype=np.int64),
-        np.array([len(h) for h in hints], dtype=np.int64),
+        np.array([len(h) for h in hints], dtype=np.int64), np.array(at, dtype=np.int64),
     )  # fmt: skip
