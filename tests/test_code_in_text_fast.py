@@ -155,6 +155,77 @@ def test_word_features_stop_early_exactly():
     assert scores == [ref.line_score(line) for line in lines]
 
 
+def _threshold_docs(n: int, seed: int) -> list[str]:
+    """Documents of lines whose scores sit around the labels-only path's cut points: prose runs of 1-34 tokens
+    (function words, words, capitalised and numeric tokens) after code-like openings and before endings that
+    move the line-end and word terms, indented or not, between code lines and blank lines."""
+    rng = random.Random(seed)
+    heads = [
+        "",
+        "",
+        "The ",
+        "def ",
+        "x = ",
+        "foo(bar) ",
+        "\\section{a} ",
+        "a_b c_d e_f ",
+        "if (",
+        "// ",
+        "$x ",
+    ]
+    tails = ["", ".", ".", ",", ";", " {", ")", "?", " the", ":", "\\", " ->"]
+    kinds = ["the", "of", "which", "house", "green", "Word", "12", "(the)", "it,", "x"]
+    neighbours = ["", "", "return x;", "}", "int y = f(a);", "# note", "  indented(x);"]
+    docs = []
+    for _ in range(n):
+        lines = []
+        for _ in range(rng.randint(1, 9)):
+            if rng.random() < 0.3:
+                lines.append(rng.choice(neighbours))
+                continue
+            body = " ".join(rng.choice(kinds) for _ in range(rng.randint(1, 34)))
+            indent = rng.choice(["", "", "  ", "\t"])
+            lines.append(indent + rng.choice(heads) + body + rng.choice(tails))
+        docs.append("\n".join(lines))
+    return docs
+
+
+def test_labels_only_path_equals_exact_scores():
+    """The labels-only path (what the filter, code fractions and labels run: a line's word features are read
+    only until its score is provably <= -4 or >= 5) is exact where it matters: each of its line scores equals
+    the reference score or lies on the same side of those bounds; any score on such a side labels alike (the
+    block logic with every score <= -4 or >= 5 moved further out); and its labels and code characters equal
+    those of the path that computes every score in full and of the reference, on documents whose line scores
+    sit on both sides of the bounds."""
+    docs = _threshold_docs(2500, 5)
+    lines = [line.strip() for t in docs for line in t.split("\n")]
+    want = [ref.line_score(s) if s else 0 for s in lines]
+    got = compiled.line_scores(lines, exact=False).tolist()
+    off = [
+        (s, g, w)
+        for s, g, w in zip(lines, got, want, strict=True)
+        if g != w and not (g <= -4 and w <= -4 or g >= 5 and w >= 5)
+    ]
+    assert not off, off[:5]
+    assert got != want  # the cut points are met
+
+    def moved(line: str) -> int:
+        score = ref.line_score(line)
+        return score - 7 if score <= -4 else score + 7 if score >= 5 else score
+
+    labels = [
+        [1 if x else 0 if x is not None else -1 for x in ref.classify_lines(t.split("\n"))] for t in docs
+    ]
+    assert labels == [
+        [1 if x else 0 if x is not None else -1 for x in rules.label_lines(t.split("\n"), moved)]
+        for t in docs
+    ]
+    fast_code, fast_total, fast_labels = compiled._run(docs, False, True)
+    exact_code, exact_total, exact_labels = compiled._run(docs, False, True, exact=True)
+    assert fast_labels.tolist() == exact_labels.tolist() == [x for doc in labels for x in doc]
+    assert (fast_code.tolist(), fast_total.tolist()) == (exact_code.tolist(), exact_total.tolist())
+
+
 def test_compiled_batches_identical():
     """Batched code fractions and labels do not depend on the batch: each equals the reference of its text."""
     rng = random.Random(2)
@@ -305,6 +376,25 @@ def test_class_table_learns_new_characters():
     )
     assert fast.code_fractions([text]) == [ref.code_fraction(text)]
     assert all(table[c] == scores.char_class(chr(c)) for c in fresh)
+
+
+def test_unknown_codepoints_finds_every_new_character():
+    """The kernel's search for characters of unknown class (8 bytes skipped at a time where all are ASCII)
+    finds exactly the distinct unknown codepoints of the non-ASCII documents: characters of 2, 3 and 4 bytes at
+    every offset modulo 8, at the ends of documents, next to ASCII documents; ASCII documents are not read."""
+    rng = random.Random(7)
+    alphabet = ["a", " ", "\n", "\u00e9", "\u2019", "\u4e2d", "\U0001d400", "\u00a0", "\U00010400"]
+    docs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+    docs += ["x" * k + "\u00e9" for k in range(17)] + ["\u2019" + "y" * k for k in range(17)]
+    hidden = [ord(c) for c in alphabet if ord(c) >= 128]
+    for k, text in enumerate(docs):
+        batch = ["z" * (k % 11), text, "\u00e9\u2019" * (k % 2)]  # the document at every byte offset
+        a, bounds, chars = compiled._batch(batch)
+        table = scores.class_table().copy()
+        table[hidden] = scores.UNKNOWN
+        found = sorted(compiled.K.unknown_codepoints(a, bounds, chars, table, scores.UNKNOWN).tolist())
+        assert found == sorted({ord(c) for t in batch for c in t if ord(c) in hidden}), (k, text)
+        assert all(table[c] == scores.UNKNOWN - 1 for c in found)
 
 
 def test_compiled_quick_screen_equals_quick_no_code():

@@ -72,10 +72,14 @@ def quick_screen(texts: Sequence[str]) -> list[bool]:
     return K.quick_screen(a, bounds, chars, *_screen_args()).tolist()  # type: ignore[no-any-return]
 
 
-def _run(texts: Sequence[str], screen: bool, want_labels: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _run(
+    texts: Sequence[str], screen: bool, want_labels: bool, exact: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's (code chars, non-blank chars, labels); ``exact``: every line score computed in full (the
+    default skips the work that cannot change a label; the results are the same, tested)."""
     a, bounds, chars = _batch(texts)
     return K.label_docs(  # type: ignore[no-any-return]
-        a, bounds, chars, screen, want_labels, *_args(), *_screen_args()
+        a, bounds, chars, screen, want_labels, exact, *_args(), *_screen_args()
     )
 
 
@@ -90,10 +94,12 @@ def labels_of(text: str) -> np.ndarray:
     return _run([text], False, True)[2]
 
 
-def line_scores(lines: list[str]) -> np.ndarray:
-    """The reference line score of each stripped line (0 for blank ones); lines must not hold ``\\n``."""
+def line_scores(lines: list[str], exact: bool = True) -> np.ndarray:
+    """The reference line score of each stripped line (0 for blank ones); lines must not hold ``\\n``. Without
+    ``exact``, the scores the labels-only path computes: a score <= -4 or >= 5 may come out as any other score
+    on its side (every such score labels alike; tested)."""
     a, _, _ = _batch(["\n".join(lines)])
-    return K.score_lines(a, *_args())  # type: ignore[no-any-return]
+    return K.score_lines(a, exact, *_args())  # type: ignore[no-any-return]
 
 
 def sentence_flags(lines: list[str]) -> list[bool]:

@@ -19,8 +19,9 @@ screen (hint strings found through one table lookup per byte pair, share of ``;{
 (:func:`_scan`): leading whitespace, then pass 1 byte by byte (line end, stripped end, symbols, the ``act``
 bits; positions of the few characters pass 2 needs), pass 2 over those positions (the identifier patterns as
 ``findall`` counts, each scanning on from its previous match; ``\"\"\"``/``'''`` counts, ``*/``), pass 3 token
-by token over the first 32 tokens (word features from class bits accumulated over each token; it stops earlier
-once the score's word terms are decided). The regexes are DFA walks that stop at their verdict:
+by token over the first 32 tokens, last (word features from class bits accumulated over each token; it stops
+earlier once the score's word terms are decided, and on the labels-only path once the score is on a side of
+the bounds where every score labels alike). The regexes are DFA walks that stop at their verdict:
 ``KEYWORD_START``, ``KEY_VALUE``, ``BLOCK_COLON``, ``COMMENT`` (a few characters on most lines), ``OPERATORS``
 only from the characters that can start it, ``LATEX`` only on lines with a backslash; ``SENTENCE`` is coded by
 hand (a loop without a branch per byte, :func:`_sentence`; its pattern is checked), only on lines without a
@@ -28,16 +29,19 @@ character that kills it. A line with a backtick or ``](`` is scored on its Markd
 block logic of ``label_lines`` follows per document. The helpers are compiled without reference counting
 (``_nrt=False``: array arguments would cost an atomic increment and decrement per call).
 
-Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): ~178 ms a pass over the corpus (~200 ms
-before round 2: quick screen 20 -> 12 ms, ``SENTENCE`` by hand 13 -> 6 ms, pass 3's early stop and packed
-keys ~56 -> ~49 ms, no score for a Markdown line's original text ~3 ms). Of the 2864 documents the screen
-passes (17.4 M bytes, 248 k non-blank lines): pass 1 ~22 ms, pass 2 ~14 ms, pass 3 ~49 ms (per line ~200 ns:
-most lines are short, the cost is per token), ``KEYWORD_START`` ~9 ms, ``OPERATORS`` ~11 ms, the rest of the
-line score ~30 ms, Markdown lines ~4 ms, the block logic with the ``COMMENT`` walks and the line dispatch the
-rest. A single fused pass per line was slower (~25 live values spilled to the stack: 2x the cycles per byte);
-tried and dropped in round 2 (each no faster): pass 3 as a table-driven token DFA (~7 cycles a byte, bound by
-the state's load-to-use latency) or as one loop of branch-free 0/1 flags per ASCII token; DFA rows as flat
-offsets (no imul in the walk); a 128 x 128 pair table for the screen.
+Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): ~164 ms a pass over the corpus in round 3
+(the labels-only bound on pass 3: -10 to -16 ms in interleaved runs; an ASCII-only pass 3 and a
+first-character check before the ``COMMENT`` walks measured -6 to +6 ms from one build to the next:
+dropped), ~178 ms before it (~200 ms before round 2: quick screen 20 -> 12 ms, ``SENTENCE`` by hand 13 -> 6
+ms, pass 3's early stop and packed keys ~56 -> ~49 ms, no score for a Markdown line's original text ~3 ms).
+Of the 2864 documents the screen passes (17.4 M bytes, 248 k non-blank lines): pass 1 ~22 ms, pass 2 ~14 ms,
+pass 3 ~49 ms, ~48 on the labels-only path (per line ~200 ns: most lines are short, the cost is per token),
+``KEYWORD_START`` ~9 ms, ``OPERATORS`` ~11 ms, the rest of the line score ~30 ms, Markdown lines ~4 ms, the
+block logic with the ``COMMENT`` walks and the line dispatch the rest. A single fused pass per line was
+slower (~25 live values spilled to the stack: 2x the cycles per byte); tried and dropped in round 2 (each no
+faster): pass 3 as a table-driven token DFA (~7 cycles a byte, bound by the state's load-to-use latency) or
+as one loop of branch-free 0/1 flags per ASCII token; DFA rows as flat offsets (no imul in the walk); a 128 x
+128 pair table for the screen.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ _CODE_SCORE, _WEIGHT, _PRIOR, _AMBIGUOUS = 2, 0.75, 0.5, 0  # the rules' (checke
 _QUICK_SHARE = 0.004  # quick_no_code: fewer QUICK_SYMBOLS than this share of the characters (tested)
 _STOP_LEN = 7  # the longest function word (checked by the tables; packed 5 bits a letter, at most 12)
 _STOP_SHIFT = np.uint64(64 - 9)
+# labels only: every line score <= _LOW labels its line (and its neighbours) as -4 does, every one >= _HIGH as 5
+# does (the block logic reads scores through >= 0, >= _CODE_SCORE and clipping to [-3, 3] after the indent's +1,
+# and adds at most 0.75 * 3 of context: see _scan; tested)
+_LOW, _HIGH = -4, 5
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -273,14 +281,15 @@ def _syntax(b, ct, act, act_cat, st, en, pos, n_pos, n_cont):  # noqa: C901  # p
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _words(b, ct, st, en, stop_keys, stop_mult, need_words):  # pragma: no cover - compiled
+def _words(b, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # pragma: no cover - compiled
     """Pass 3, the word features of the first 32 tokens: (tokens whose core, what ``strip(PUNCT)`` leaves, is
     alphabetic; those with ``core[1:].islower()``; those that are function words), or of the first tokens that
     already decide every term of the score that reads them (the counts only grow and ``alpha`` stays <= 32):
     ``words >= 12`` or not ``need_words`` (density >= 0.12: the two word terms are off), with ``stop >= 4`` and
     ``5 * stop >= alpha + tokens left`` (the function-word term is -2 whatever the rest holds). It saves ~4 ms
     on SlimPajama x8 (most lines have fewer than 16 tokens); a token that is its own core is looked up by the
-    key packed in its loop (~2 ms: no second loop over its letters)."""
+    key packed in its loop (~2 ms: no second loop over its letters). It also stops once ``words >= w_stop``
+    (the labels-only bound of :func:`_scan`; 33: never)."""
     words = alpha = stop = ntok = 0
     i = st
     while i < en and ntok < 32:
@@ -327,7 +336,9 @@ def _words(b, ct, st, en, stop_keys, stop_mult, need_words):  # pragma: no cover
                         stop += _is_stop(b, c0, c1, stop_keys, stop_mult)
                     else:
                         stop += stop_keys[(np.uint64(key) * stop_mult) >> _STOP_SHIFT] == key
-        if (words >= 12 or not need_words) and stop >= 4 and 5 * stop >= alpha + 32 - ntok:
+        if words >= w_stop or (
+            (words >= 12 or not need_words) and stop >= 4 and 5 * stop >= alpha + 32 - ntok
+        ):
             break
         while i < en:  # the whitespace after it
             k, w = _class_at(b, ct, i)
@@ -378,12 +389,21 @@ def _sentence(b, st, en):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first):  # noqa: C901, E501  # pragma: no cover
+def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first, exact):  # noqa: C901, E501  # pragma: no cover
     """The line of ``b`` starting at ``ls`` (it ends at the next ``\\n`` or at ``de``): (its end, stripped start
     and end, score, characters, ``\"\"\"`` + ``\'\'\'`` count, ``*/`` anywhere, ``*/`` from offset 2, backtick or
     ``](``); the score is that of this text, before Markdown substitution; all 0 but the bounds when blank.
     With ``first``, a line with a backtick or ``](`` gets score 0: its score is that of its substituted copy
-    (not computing it saves ~3 ms on SlimPajama x8)."""
+    (not computing it saves ~3 ms on SlimPajama x8).
+
+    Without ``exact`` (the labels-only path: label_docs for the filter, code fractions and labels) the score
+    is exact unless it is <= ``_LOW`` or >= ``_HIGH``, where it is some other score on the same side: every
+    score <= -4 labels its line and its neighbours as -4 does (the block logic reads a score, after the
+    indent's +1, through >= 0, >= 2 and clipping to [-3, 3], with at most 0.75 * 3 of context added), every
+    one >= 5 as 5 does. Pass 3 goes last, and reads tokens only until its word terms (which only lower the
+    score, -6 at most) put the score on one of those sides: a line already <= -4 or >= 11 skips it, one that
+    6 (12) words take to <= -4 stops there. 10-16 ms less on SlimPajama x8 (interleaved runs; pass 3's tokens
+    mostly sit in short lines whose scores stay between the bounds: the rest of pass 3 is still ~48 ms)."""
     i = ls
     while i < de:  # leading whitespace
         c = b[i]
@@ -408,8 +428,7 @@ def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, 
         return le, st, en, 0, n, quotes, close_any, close2, marked
     dead = (orf & SENT_DEAD) != 0 or dead_ws
     density = symbols / n
-    words, alpha, stop = _words(b, ct, st, en, stop_keys, stop_mult, density < 0.12)
-    # the score (the order of the reference line_score)
+    # the score (the terms of the reference line_score; the word terms of pass 3 last)
     last = b[en - 1]
     p = b[en - 2] if en - st >= 2 else 0
     # "*/" "->" "=>" ":-" ":=" ("){" ");" "};" end with ";{}"), BLOCK_COLON
@@ -460,18 +479,31 @@ def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, 
         score += 2
     elif density > 0.2:
         score += 1
-    if words >= 6 and density < 0.12:
-        score -= (
-            2 if (last == 46 or last == 63 or last == 33 or last == 34 or last == 39 or last == 41) else 1
-        )
-    if words >= 12 and density < 0.08:
-        score -= 2
-    if stop >= 2 and stop * 5 >= alpha:
-        score -= 2 if stop >= 4 else 1
     if not dead and _sentence(b, st, en):
         score -= 2
     if backslash and last != 59 and _walk(b, ct, st, en, sa, sc, trans, at_end, start[_LATEX, 1, 0]):
         score -= 3
+    t1 = 0
+    if density < 0.12:
+        t1 = -2 if (last == 46 or last == 63 or last == 33 or last == 34 or last == 39 or last == 41) else -1
+    t2 = -2 if density < 0.08 else 0
+    w_stop = 33  # pass 3 reads at most 32 tokens: never
+    if not exact:  # labels only: every score <= _LOW (>= _HIGH) labels alike; the word terms only lower it
+        if score <= _LOW or score - 6 >= _HIGH:
+            w_stop = 0
+        elif score + t1 <= _LOW:
+            w_stop = 6
+        elif score + t1 + t2 <= _LOW:
+            w_stop = 12
+    if w_stop == 0:
+        return le, st, en, score, n, quotes, close_any, close2, marked
+    words, alpha, stop = _words(b, ct, st, en, stop_keys, stop_mult, density < 0.12, w_stop)
+    if words >= 6:
+        score += t1
+    if words >= 12:
+        score += t2
+    if stop >= 2 and stop * 5 >= alpha:
+        score -= 2 if stop >= 4 else 1
     return le, st, en, score, n, quotes, close_any, close2, marked
 
 
@@ -520,15 +552,17 @@ def _substitute(b, ct, st, en, tmp, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _line(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos):  # noqa: E501  # pragma: no cover
+def _line(
+    b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos, exact
+):  # noqa: E501  # pragma: no cover
     """:func:`_scan` of the line at ``ls``, the score taken from its Markdown-substituted copy when it has one."""
     le, st, en, score, n, quotes, close_any, close2, marked = _scan(
-        b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, True
+        b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, True, exact
     )
     if marked:
         m = _substitute(b, ct, st, en, tmp, sub)
         score = _scan(
-            sub, ct, act, act_cat, 0, m, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, False
+            sub, ct, act, act_cat, 0, m, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, False, exact
         )[3]
     return le, st, en, score, n, quotes, close_any, close2
 
@@ -589,15 +623,33 @@ def _doc(
     scored,
     block,
     neutral,
+    exact,
 ):  # noqa: E501  # pragma: no cover
-    """``label_lines`` of document ``a[ds:de]`` into ``labels``/``size``; returns (lines, code chars, chars)."""
+    """``label_lines`` of document ``a[ds:de]`` into ``labels``/``size``; returns (lines, code chars, chars);
+    with ``exact`` False the line scores are only exact where they can change a label (see :func:`_scan`)."""
     n_lines = m = n_neutral = n_blocks = 0
     in_fence = in_doc = in_block = prev_code = False
     prev_blank = True
     ls = ds
     while True:
         le, st, en, score, n, quotes, close_any, close2 = _line(
-            a, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos
+            a,
+            ct,
+            act,
+            act_cat,
+            ls,
+            de,
+            sa,
+            sc,
+            trans,
+            at_end,
+            start,
+            stop_keys,
+            stop_mult,
+            tmp,
+            sub,
+            pos,
+            exact,
         )
         li = n_lines
         n_lines += 1
@@ -702,6 +754,7 @@ def label_docs(
     chars,
     screen,
     want_labels,
+    exact,
     ct,
     act,
     act_cat,
@@ -747,7 +800,7 @@ def label_docs(
             continue
         n_lines, code[d], total[d] = _doc(
             a, ds, de, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos, labels,
-            size, eff, scored, block, neutral,
+            size, eff, scored, block, neutral, exact,
         )  # fmt: skip
         if want_labels:
             out[at : at + n_lines] = labels[:n_lines]
@@ -767,8 +820,11 @@ def quick_screen(a, bounds, chars, sym, pair, hints, hint_len, hint_at):  # prag
 
 
 @njit(cache=True, nogil=True)
-def score_lines(a, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, stop_mult):  # pragma: no cover
-    """The line score of each line of ``a`` (split on ``\\n``, stripped; 0 for blank lines)."""
+def score_lines(
+    a, exact, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, stop_mult
+):  # pragma: no cover
+    """The line score of each line of ``a`` (split on ``\\n``, stripped; 0 for blank lines); without ``exact``
+    as the labels-only path computes it (exact unless both it and the exact score are <= _LOW or >= _HIGH)."""
     n = 1
     for i in range(a.shape[0]):
         n += a[i] == 10
@@ -795,6 +851,7 @@ def score_lines(a, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, st
             tmp,
             sub,
             pos,
+            exact,
         )[:4]  # noqa: E501
         out[li] = score
         li += 1
@@ -804,14 +861,24 @@ def score_lines(a, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, st
 
 @njit(cache=True, nogil=True)
 def unknown_codepoints(a, bounds, chars, ct, unknown):  # pragma: no cover - compiled
-    """The distinct codepoints of the non-ASCII documents whose class is ``unknown`` (marked ``unknown - 1``)."""
+    """The distinct codepoints of the non-ASCII documents whose class is ``unknown`` (marked ``unknown - 1``).
+
+    The first pass skips 8 bytes at a time where none is from 128 up (most non-ASCII documents are ASCII but
+    for a few quotes and dashes): ~3.9 -> ~1.5 ms a pass over SlimPajama x8."""
     n = 0
+    words = a[: a.shape[0] // 8 * 8].view(np.uint64)
+    high = np.uint64(0x8080808080808080)
     for d in range(bounds.shape[0] - 1):
         if bounds[d + 1] - bounds[d] == chars[d]:
             continue  # ASCII
-        for i in range(bounds[d], bounds[d + 1]):
+        i, de = bounds[d], bounds[d + 1]
+        while i < de:
+            if i % 8 == 0 and i + 8 <= de and not words[i // 8] & high:
+                i += 8
+                continue
             if a[i] >= 0xC0:
                 n += ct[_decode(a, i)[0]] == unknown
+            i += 1
     out = np.empty(n, dtype=np.int64)
     m = 0
     if n:
