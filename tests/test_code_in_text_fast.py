@@ -226,6 +226,49 @@ def test_labels_only_path_equals_exact_scores():
     assert (fast_code.tolist(), fast_total.tolist()) == (exact_code.tolist(), exact_total.tolist())
 
 
+def test_short_lowercase_tokens_read_8_bytes_at_a_time_exactly():
+    """Pass 3 reads a token ``[a-z]{1,7}`` followed by " " from one 8-byte word (SWAR): its word features are
+    those of the byte-by-byte loop. Lines of such tokens of every length 1-9 (function words among them) at
+    every byte offset, next to capitalised, punctuated, numeric, non-ASCII tokens, tabs and runs of spaces,
+    score as the reference; and a token cut by the line's (stripped) end is never read on into the bytes after
+    it, even when those are lowercase letters and a space (a document's end in a batch): the word features of
+    ``b[st:en]`` do not depend on ``b[en:]``."""
+    import numpy as np
+
+    from mixlab.curate import _code_in_text_kernel as kernel
+
+    rng = random.Random(15)
+    short = ["a", "of", "the", "this", "which", "because"]
+    short += ["between", "abcdefgh", "abcdefghi", "x", "is", "ab"]
+    other = ["The", "word,", "end.", "x1", "caf\u00e9", "don't"] + [
+        "(see",
+        "a-b",
+        "\tand",
+        "  of",
+        "\u00e9t\u00e9",
+    ]
+    lines = []
+    for _ in range(1500):
+        words = [rng.choice(short if rng.random() < 0.8 else other) for _ in range(rng.randint(1, 20))]
+        lines.append("x" * rng.randint(0, 7) + " " + " ".join(words))
+    stripped = [line.strip() for line in lines]
+    got = compiled.line_scores(stripped).tolist()
+    assert got == [ref.line_score(s) if s else 0 for s in stripped]
+    t = scores.tables()
+    ct = scores.class_table()
+    for line in stripped[:300]:
+        body = line.encode()
+        for cut in range(1, len(body) + 1):
+            if body[cut - 1] == 32 or (cut < len(body) and 0x80 <= body[cut] < 0xC0):
+                continue  # the line's end is a non-space character (and a whole one)
+            feats = []
+            for tail in (b"\n", b"ory and more words " * 2):
+                b = np.frombuffer(body[:cut] + tail + b"\0" * 8, dtype=np.uint8)
+                bw = b[: b.shape[0] // 8 * 8].view(np.uint64)
+                feats.append(kernel._words(b, bw, ct, 0, cut, t.stop_keys, t.stop_mult, True, 33))
+            assert feats[0] == feats[1], (line, cut)
+
+
 def test_compiled_batches_identical():
     """Batched code fractions and labels do not depend on the batch: each equals the reference of its text."""
     rng = random.Random(2)

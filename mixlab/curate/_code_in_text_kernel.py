@@ -21,7 +21,8 @@ bits; positions of the few characters pass 2 needs), pass 2 over those positions
 ``findall`` counts, each scanning on from its previous match; ``\"\"\"``/``'''`` counts, ``*/``), pass 3 token
 by token over the first 32 tokens, last (word features from class bits accumulated over each token; it stops
 earlier once the score's word terms are decided, and on the labels-only path once the score is on a side of
-the bounds where every score labels alike). The regexes are DFA walks that stop at their verdict:
+the bounds where every score labels alike; a short lowercase token followed by a space is read 8 bytes at a
+time: :func:`_short_lower`). The regexes are DFA walks that stop at their verdict:
 ``KEYWORD_START``, ``KEY_VALUE``, ``BLOCK_COLON``, ``COMMENT`` (a few characters on most lines), ``OPERATORS``
 only from the characters that can start it, ``LATEX`` only on lines with a backslash; ``SENTENCE`` is coded by
 hand (a loop without a branch per byte, :func:`_sentence`; its pattern is checked), only on lines without a
@@ -29,7 +30,10 @@ character that kills it. A line with a backtick or ``](`` is scored on its Markd
 block logic of ``label_lines`` follows per document. The helpers are compiled without reference counting
 (``_nrt=False``: array arguments would cost an atomic increment and decrement per call).
 
-Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): ~164 ms a pass over the corpus in round 3
+Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): 157-158 ms a pass after round 4 (166-168
+before it: pass 3's short lowercase tokens 8 bytes at a time ~-9 ms, the quick screen's stop at the symbol
+share ~-1 ms; pass 1 on 8 bytes at a time while they are all ``[a-z ]`` measured 174-178 ms: dropped, a
+break out of the word loop every ~3 words costs more than the byte loop it saves), ~164 ms in round 3
 (the labels-only bound on pass 3: -10 to -16 ms in interleaved runs; an ASCII-only pass 3 and a
 first-character check before the ``COMMENT`` walks measured -6 to +6 ms from one build to the next:
 dropped), ~178 ms before it (~200 ms before round 2: quick screen 20 -> 12 ms, ``SENTENCE`` by hand 13 -> 6
@@ -62,6 +66,16 @@ _STOP_SHIFT = np.uint64(64 - 9)
 # does (the block logic reads scores through >= 0, >= _CODE_SCORE and clipping to [-3, 3] after the indent's +1,
 # and adds at most 0.75 * 3 of context: see _scan; tested)
 _LOW, _HIGH = -4, 5
+# pass 3 on 8 bytes at a time (SWAR on uint64 words): the masks of bytes 0x61..0x7a ("a".."z") and of " "
+_ALL_HIGH, _ALL_LOW7, _ALL_SPACE = np.uint64(0x8080808080808080), np.uint64(0x7F7F7F7F7F7F7F7F), np.uint64(0x2020202020202020)  # fmt: skip  # noqa: E501
+_ADD_A, _ADD_Z = (
+    np.uint64(0x1F1F1F1F1F1F1F1F),
+    np.uint64(0x0505050505050505),
+)  # + 0x1f >= 0x80 from "a" (0x61)
+_ONES, _ALL_96 = np.uint64(0x0101010101010101), np.uint64(0x6060606060606060)
+_PAIR = np.uint64(0x00FF00FF00FF00FF)
+_QUAD, _HALF = np.uint64(0x0000FFFF0000FFFF), np.uint64(0x00000000FFFFFFFF)
+_LOWER_BITS = 42  # the class bits of every "a".."z" (checked by the tests)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -280,8 +294,47 @@ def _syntax(b, ct, act, act_cat, st, en, pos, n_pos, n_cont):  # noqa: C901  # p
     return tokens, dead_ws, quotes, close_any, close2, marked, backslash
 
 
+@njit(cache=True, nogil=True)
+def _words_of(b):  # pragma: no cover - compiled
+    """The uint64 words of ``b`` (its first ``len // 8 * 8`` bytes), for :func:`_short_lower`."""
+    return b[: b.shape[0] // 8 * 8].view(np.uint64)
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _short_lower(bw, i, en):  # pragma: no cover - compiled
+    """(length, packed key) of the token ``[a-z]{1,7}`` followed by " " at ``b[i:]`` (inside ``b[:en]``), found
+    with word-parallel arithmetic on the 8 bytes from ``i``; length 0 when there is none (then nothing is known).
+    The packed key is :func:`_is_stop`'s: 5 bits a letter, the first letter highest."""
+    q = i >> 3
+    if q + 1 >= bw.shape[0]:
+        return 0, 0
+    r = np.uint64((i & 7) * 8)
+    x = bw[q] >> r
+    if r:
+        x |= bw[q + 1] << (np.uint64(64) - r)
+    if x & _ALL_HIGH:
+        return 0, 0
+    lo = (x + _ADD_A) & ~(x + _ADD_Z) & _ALL_HIGH  # high bit of each byte 0x61..0x7a
+    y = x ^ _ALL_SPACE
+    sp = ~(((y & _ALL_LOW7) + _ALL_LOW7) | y) & _ALL_HIGH  # high bit of each " "
+    low = sp & (np.uint64(0) - sp)  # the first " "
+    below = low - np.uint64(1)  # the bytes before it (all bits below its high bit)
+    if low == 0 or (lo & below) != (below & _ALL_HIGH) or (below & _ALL_HIGH) == 0:
+        return 0, 0
+    ones = below >> np.uint64(7) & _ONES  # 1 in each byte of the token
+    n = np.int64((ones * _ONES) >> np.uint64(56))  # the token's length (the sum of those bytes)
+    if i + n > en:
+        return 0, 0
+    m = (x & (below >> np.uint64(7))) - (_ALL_96 & (below >> np.uint64(7)))  # letters - 96, 0 past the token
+    # packed big-endian: pairs of letters, then 4, then 8
+    m = ((m & _PAIR) << np.uint64(5)) + ((m >> np.uint64(8)) & _PAIR)
+    m = ((m & _QUAD) << np.uint64(10)) + ((m >> np.uint64(16)) & _QUAD)
+    m = ((m & _HALF) << np.uint64(20)) + (m >> np.uint64(32))
+    return n, np.int64(m >> np.uint64(5 * (8 - n)))
+
+
 @njit(cache=True, nogil=True, _nrt=False)
-def _words(b, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # pragma: no cover - compiled
+def _words(b, bw, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # pragma: no cover - compiled
     """Pass 3, the word features of the first 32 tokens: (tokens whose core, what ``strip(PUNCT)`` leaves, is
     alphabetic; those with ``core[1:].islower()``; those that are function words), or of the first tokens that
     already decide every term of the score that reads them (the counts only grow and ``alpha`` stays <= 32):
@@ -289,13 +342,22 @@ def _words(b, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # pragma: 
     ``5 * stop >= alpha + tokens left`` (the function-word term is -2 whatever the rest holds). It saves ~4 ms
     on SlimPajama x8 (most lines have fewer than 16 tokens); a token that is its own core is looked up by the
     key packed in its loop (~2 ms: no second loop over its letters). It also stops once ``words >= w_stop``
-    (the labels-only bound of :func:`_scan`; 33: never)."""
+    (the labels-only bound of :func:`_scan`; 33: never). A token ``[a-z]{1,7}`` followed by " " is read from
+    one 8-byte word (:func:`_short_lower`: its length and packed key by word-parallel arithmetic, no branch per
+    byte): the kernel 166-168 -> 157-158 ms on SlimPajama x8 (interleaved runs, round 4); also taking a
+    capitalised first letter or a trailing ``,.;:`` measured no faster (158-161 ms)."""
     words = alpha = stop = ntok = 0
     i = st
     while i < en and ntok < 32:
         t0 = i
         and_k, or_k, or_rest, rest_mask, tok_ascii, key = 255, 0, 0, 0, True, 0
-        while i < en:
+        n, key = _short_lower(bw, i, en)
+        if n:  # [a-z]{1,7} then " ": the class bits of its letters, without a branch per byte
+            and_k = _LOWER_BITS
+            or_k = _LOWER_BITS
+            or_rest = _LOWER_BITS if n > 1 else 0
+            i += n
+        while not n and i < en:
             c = np.int64(b[i])
             if c < 128:
                 k = ct[c]
@@ -389,7 +451,9 @@ def _sentence(b, st, en):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first, exact):  # noqa: C901, E501  # pragma: no cover
+def _scan(
+    b, bw, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first, exact
+):  # noqa: C901, E501  # pragma: no cover
     """The line of ``b`` starting at ``ls`` (it ends at the next ``\\n`` or at ``de``): (its end, stripped start
     and end, score, characters, ``\"\"\"`` + ``\'\'\'`` count, ``*/`` anywhere, ``*/`` from offset 2, backtick or
     ``](``); the score is that of this text, before Markdown substitution; all 0 but the bounds when blank.
@@ -497,7 +561,7 @@ def _scan(b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, 
             w_stop = 12
     if w_stop == 0:
         return le, st, en, score, n, quotes, close_any, close2, marked
-    words, alpha, stop = _words(b, ct, st, en, stop_keys, stop_mult, density < 0.12, w_stop)
+    words, alpha, stop = _words(b, bw, ct, st, en, stop_keys, stop_mult, density < 0.12, w_stop)
     if words >= 6:
         score += t1
     if words >= 12:
@@ -553,16 +617,50 @@ def _substitute(b, ct, st, en, tmp, out):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _line(
-    b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos, exact
+    b,
+    bw,
+    ct,
+    act,
+    act_cat,
+    ls,
+    de,
+    sa,
+    sc,
+    trans,
+    at_end,
+    start,
+    stop_keys,
+    stop_mult,
+    tmp,
+    sub,
+    subw,
+    pos,
+    exact,
 ):  # noqa: E501  # pragma: no cover
     """:func:`_scan` of the line at ``ls``, the score taken from its Markdown-substituted copy when it has one."""
     le, st, en, score, n, quotes, close_any, close2, marked = _scan(
-        b, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, True, exact
+        b, bw, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, True, exact
     )
     if marked:
         m = _substitute(b, ct, st, en, tmp, sub)
         score = _scan(
-            sub, ct, act, act_cat, 0, m, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, False, exact
+            sub,
+            subw,
+            ct,
+            act,
+            act_cat,
+            0,
+            m,
+            sa,
+            sc,
+            trans,
+            at_end,
+            start,
+            stop_keys,
+            stop_mult,
+            pos,
+            False,
+            exact,
         )[3]
     return le, st, en, score, n, quotes, close_any, close2
 
@@ -575,12 +673,17 @@ def _quick(a, ds, de, chars, sym, pair, hints, hint_len, hint_at):  # pragma: no
     One table lookup per byte pair: ``pair`` marks, for each hint, the rarest pair of bytes in it (at offset
     ``hint_at``), so a hint is compared in full only where that pair occurs; symbols counted branch-free. Keyed
     on each hint's first character before (the ``i`` of ``import `` is 7% of prose): 20 -> 13 ms for the 6016
-    documents of SlimPajama x8.
+    documents of SlimPajama x8. It stops as soon as the symbols reach the share (the answer is then False
+    whatever follows): 11.7 -> 10.5 ms (round 4).
     """
     count = 0
+    # count < _QUICK_SHARE * chars exactly while count < limit
+    limit = np.int64(np.ceil(_QUICK_SHARE * chars))
     for i in range(ds, de - 1):
         c = np.int64(a[i])
         count += sym[c]
+        if count >= limit:
+            return False
         m = pair[(c << 8) | a[i + 1]]
         if m:
             for h in range(hints.shape[0]):
@@ -602,6 +705,7 @@ def _quick(a, ds, de, chars, sym, pair, hints, hint_len, hint_at):  # pragma: no
 @njit(cache=True, nogil=True, _nrt=False)
 def _doc(
     a,
+    aw,
     ds,
     de,
     ct,
@@ -616,6 +720,7 @@ def _doc(
     stop_mult,
     tmp,
     sub,
+    subw,
     pos,
     labels,
     size,
@@ -634,6 +739,7 @@ def _doc(
     while True:
         le, st, en, score, n, quotes, close_any, close2 = _line(
             a,
+            aw,
             ct,
             act,
             act_cat,
@@ -648,6 +754,7 @@ def _doc(
             stop_mult,
             tmp,
             sub,
+            subw,
             pos,
             exact,
         )
@@ -785,7 +892,8 @@ def label_docs(
         n_out += n_docs
     out = np.empty(n_out, dtype=np.int8)
     tmp = np.empty(longest, dtype=np.uint8)
-    sub = np.empty(longest, dtype=np.uint8)
+    sub = np.empty(longest + 8, dtype=np.uint8)
+    aw, subw = _words_of(a), _words_of(sub)
     pos = np.empty(longest + 1, dtype=np.int64)
     labels = np.empty(longest + 1, dtype=np.int8)
     size = np.empty(longest + 1, dtype=np.int64)
@@ -799,7 +907,8 @@ def label_docs(
         if screen and (de == ds or _quick(a, ds, de, chars[d], sym, pair, hints, hint_len, hint_at)):
             continue
         n_lines, code[d], total[d] = _doc(
-            a, ds, de, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, pos, labels,
+            a, aw, ds, de, ct, act, act_cat, sa, sc, trans, at_end, start, stop_keys, stop_mult, tmp, sub, subw, pos,
+            labels,
             size, eff, scored, block, neutral, exact,
         )  # fmt: skip
         if want_labels:
@@ -830,12 +939,14 @@ def score_lines(
         n += a[i] == 10
     out = np.zeros(n, dtype=np.int64)
     tmp = np.empty(a.shape[0], dtype=np.uint8)
-    sub = np.empty(a.shape[0], dtype=np.uint8)
+    sub = np.empty(a.shape[0] + 8, dtype=np.uint8)
+    aw, subw = _words_of(a), _words_of(sub)
     pos = np.empty(a.shape[0] + 1, dtype=np.int64)
     ls = li = 0
     while li < n:
         le, st, en, score = _line(
             a,
+            aw,
             ct,
             act,
             act_cat,
@@ -850,6 +961,7 @@ def score_lines(
             stop_mult,
             tmp,
             sub,
+            subw,
             pos,
             exact,
         )[:4]  # noqa: E501
