@@ -16,7 +16,7 @@ from mixlab.inspect import audit_phase
 from mixlab.pack.blockorder import block_order, doc_order
 from mixlab.pack.dataset import PackedDataError, PackedDataset, SequenceLoader, open_phase
 from mixlab.pack.ledger import MixtureError, SourceTokens, locate
-from mixlab.pack.manifest import MANIFEST, file_entry, shard_files
+from mixlab.pack.manifest import MANIFEST, PhaseManifest, file_entry, shard_files
 from mixlab.pack.source import TokenSource
 from mixlab.pack.writer import PackIncomplete, pack_phase
 from mixlab.tokenizer import TokenizerInfo
@@ -211,19 +211,25 @@ def test_impossible_mix_fails_before_writing(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_killed_pack_resumes_without_redoing_finished_shards(tmp_path: Path) -> None:
-    """A shard task that dies leaves no phase folder (the loader refuses it) but keeps the shards finished
-    before it; the rerun writes only the missing shards (finished files untouched: same inode and mtime) and
-    gives the same bytes as an uninterrupted pack; a half-written temporary file of the killed task is not carried
-    into the finished phase."""
+def killed_pack(tmp_path: Path, tasks: int) -> tuple[dict[str, TokenSource], PhaseManifest, Path]:
+    """(sources, a clean pack of phase "clean", the staging of phase "p" whose pack died when source b's
+    fourth block was read)."""
     sources = {"a": block_source("a", 6, 3, 100), "b": block_source("b", 4, 4, 300)}
     clean = pack(tmp_path, "clean", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=sources,
                  shard_sequences=8, max_repeat=20.0)
     flaky = {"a": sources["a"], "b": BlockSource("b", sources["b"].blocks, fail_after=3)}
     with pytest.raises(OSError, match="simulated"):
         pack(tmp_path, "p", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=flaky, shard_sequences=8,
-             max_repeat=20.0, tasks=3)
-    staging = tmp_path / ".p.partial"
+             max_repeat=20.0, tasks=tasks)
+    return sources, clean, tmp_path / ".p.partial"
+
+
+def test_killed_pack_resumes_without_redoing_finished_shards(tmp_path: Path) -> None:
+    """A shard task that dies leaves no phase folder (the loader refuses it) but keeps the shards finished
+    before it; the rerun writes only the missing shards (finished files untouched: same inode and mtime) and
+    gives the same bytes as an uninterrupted pack; a half-written temporary file of the killed task is not carried
+    into the finished phase."""
+    sources, clean, staging = killed_pack(tmp_path, tasks=3)
     assert not (tmp_path / "p").exists() and staging.is_dir()
     done = sorted(int(p.name[1:6]) for p in staging.glob(".*.done.json"))
     assert 0 < len(done) < len(clean.shards)
@@ -428,14 +434,7 @@ def test_compiled_and_numpy_phases_are_byte_identical(tmp_path: Path, monkeypatc
 def test_resumed_pack_rewrites_a_finished_shard_whose_bytes_changed(tmp_path: Path) -> None:
     """Shard files are not fsynced, so a resumed pack re-hashes the shards it would keep: one whose tokens were
     damaged after its marker was written (same size) is written again, and the phase equals a clean pack."""
-    sources = {"a": block_source("a", 6, 3, 100), "b": block_source("b", 4, 4, 300)}
-    clean = pack(tmp_path, "clean", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=sources,
-                 shard_sequences=8, max_repeat=20.0)
-    flaky = {"a": sources["a"], "b": BlockSource("b", sources["b"].blocks, fail_after=3)}
-    with pytest.raises(OSError, match="simulated"):
-        pack(tmp_path, "p", {"a": 0.5, "b": 0.5}, tokens=96 * L, starts={}, sources=flaky, shard_sequences=8,
-             max_repeat=20.0)
-    staging = tmp_path / ".p.partial"
+    sources, clean, staging = killed_pack(tmp_path, tasks=1)
     done = sorted(int(p.name[1:6]) for p in staging.glob(".*.done.json"))
     assert done
     damaged = staging / shard_files(done[0])["tokens"]

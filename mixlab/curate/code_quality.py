@@ -150,6 +150,23 @@ def scan_rules(t: StackOptions) -> ScanRules:
 # Python rules above are ``reference_scan``): numbers in benchmarks/RESULTS.md ("Content filters compiled").
 # Now the line rules are counted in the same pass (splitlines + max/sum were 0.06 of 0.23 CPU s on the x8
 # sample's 26.3 MB): benchmarks/results/code_quality_speed.md.
+def _content_reason(
+    t: StackOptions, chars: int, alnum: int, n: int, literals: int, words: int, keywords: int
+) -> str | None:
+    """The rules after the line rules, from the counts (shared by the compiled path and the reference: what the
+    tests compare is how the counts are made)."""
+    if (alnum / chars if chars else 0.0) < t.min_alphanum_fraction:
+        return "alphanum_fraction"
+    if t.drop_data_like:
+        literal_frac, keyword_frac, n = _fractions(n, literals, words, keywords)
+        if n >= t.min_tokens_for_data_check:
+            if literal_frac > t.max_literal_fraction:
+                return "data_like"
+            if keyword_frac < t.min_keyword_fraction:
+                return "few_keywords"
+    return None
+
+
 def code_quality_reason(text: str, t: StackOptions = DEFAULT_OPTIONS) -> str | None:
     """The reason to drop ``text`` as code, or None to keep it (see the module docstring for the order).
 
@@ -167,16 +184,7 @@ def code_quality_reason(text: str, t: StackOptions = DEFAULT_OPTIONS) -> str | N
         return "max_line_length"
     if line_chars / lines > t.max_avg_line_length:
         return "avg_line_length"
-    if (alnum / len(text) if text else 0.0) < t.min_alphanum_fraction:
-        return "alphanum_fraction"
-    if t.drop_data_like:
-        literal_frac, keyword_frac, n = _fractions(n, literals, words, keywords)
-        if n >= t.min_tokens_for_data_check:
-            if literal_frac > t.max_literal_fraction:
-                return "data_like"
-            if keyword_frac < t.min_keyword_fraction:
-                return "few_keywords"
-    return None
+    return _content_reason(t, len(text), alnum, n, literals, words, keywords)
 
 
 def code_quality_reason_reference(text: str, t: StackOptions = DEFAULT_OPTIONS) -> str | None:
@@ -197,16 +205,7 @@ def code_quality_reason_reference(text: str, t: StackOptions = DEFAULT_OPTIONS) 
     if sum(lengths) / len(lengths) > t.max_avg_line_length:
         return "avg_line_length"
     alnum, n, literals, words, keywords = reference_scan(text)[:5] if text else (0, 0, 0, 0, 0)
-    if (alnum / len(text) if text else 0.0) < t.min_alphanum_fraction:
-        return "alphanum_fraction"
-    if t.drop_data_like:
-        literal_frac, keyword_frac, n = _fractions(n, literals, words, keywords)
-        if n >= t.min_tokens_for_data_check:
-            if literal_frac > t.max_literal_fraction:
-                return "data_like"
-            if keyword_frac < t.min_keyword_fraction:
-                return "few_keywords"
-    return None
+    return _content_reason(t, len(text), alnum, n, literals, words, keywords)
 
 
 class LanguageFilter(BaseFilter):
