@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -470,3 +472,24 @@ def test_token_set_block_files_open_as_np_load_reads_them(tmp_path: Path) -> Non
     (tmp_path / "short.npy").write_bytes((tmp_path / "t.npy").read_bytes()[:-4])
     with pytest.raises(ValueError):
         _open_block_file(tmp_path / "short.npy", np.dtype(np.uint32), 1000, mmap=True)
+
+
+def test_pack_imports_without_numba_and_compiles_on_first_use() -> None:
+    """Importing the pack stack does not import numba (a small phase never pays its ~0.3 s import); a compiled
+    runner compiles on its first call, rebinds its module's kernels so they can call one another, and returns
+    what the Python statement of the same rule returns."""
+    code = (
+        "import sys\n"
+        "import mixlab.pack.writer, mixlab.pack.order as order\n"
+        "assert 'numba' not in sys.modules, 'pack imported numba'\n"
+        "assert not order.jit_started()\n"
+        "from mixlab.pack.order import interleave_checkpoints, shard_bounds\n"
+        "bounds = shard_bounds(700, 64)\n"
+        "fast = interleave_checkpoints([300, 400], bounds, jit=True)\n"
+        "assert 'numba' in sys.modules and order.jit_started()\n"
+        "assert type(order._run).__name__ != '_LazyJit', 'kernel not rebound after compiling'\n"
+        "slow = interleave_checkpoints([300, 400], bounds, jit=False)\n"
+        "assert (fast == slow).all()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -14,15 +14,50 @@ earliest (ties: lowest id). Compiled with numba: 10M sequences over 8 sources in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency; keep the module importable without it
-    def njit(*args, **kwargs):  # type: ignore[no-redef]
-        return (lambda f: f) if not args or not callable(args[0]) else args[0]
+
+class _LazyJit:
+    """``numba.njit(**options)(fn)``, compiled on the first call: importing the pack modules does not import numba
+    (~0.3 s per process, measured here), which phases small enough for the Python paths never need
+    (:mod:`mixlab.pack.order`). On the first call every lazy function of the same module is compiled and rebound
+    in its globals, so compiled functions can call one another; without numba, ``fn`` itself runs."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.fn, self.options = fn, options
+        self.dispatcher: Any = None
+        functools.update_wrapper(self, fn)
+
+    @property
+    def signatures(self) -> list:
+        """The compiled signatures (empty until the first call): whether numba's start-up is paid."""
+        return list(self.dispatcher.signatures) if self.dispatcher is not None else []
+
+    def compile(self) -> Any:
+        if self.dispatcher is None:
+            try:
+                from numba import njit as numba_njit
+            except ImportError:  # pragma: no cover - numba is a dependency; keep the module usable without it
+                self.dispatcher = self.fn
+                return self.fn
+            module_globals = self.fn.__globals__
+            for name, value in list(module_globals.items()):
+                if isinstance(value, _LazyJit) and value.dispatcher is None:
+                    value.dispatcher = numba_njit(**value.options)(value.fn)
+                    module_globals[name] = value.dispatcher
+        return self.dispatcher
+
+    def __call__(self, *args: Any) -> Any:
+        return (self.dispatcher or self.compile())(*args)
+
+
+def njit(**options: Any) -> Callable[[Callable[..., Any]], _LazyJit]:
+    """Decorator: ``numba.njit(**options)``, deferred to the first call (:class:`_LazyJit`)."""
+    return lambda fn: _LazyJit(fn, options)
 
 
 @njit(cache=True)
