@@ -55,9 +55,11 @@ def _run_until(args: argparse.Namespace, until: str) -> int:
     # `demo` has no engine flags: it runs locally (getattr keeps one code path for every command)
     engine = {k: v for k in ("partition", "time", "cpus_per_task", "mem_per_cpu_gb") if (v := getattr(args, k, None))}
     executor, tasks = getattr(args, "executor", "local"), getattr(args, "tasks", None)
+    # a limit on concurrent tasks is a local default only: on a cluster `%1` would run a Slurm array one by one
+    workers = args.workers if args.workers is not None else (1 if executor == "local" else -1)
     recipe = _recipe(args)
     start = time.time()
-    state = run(recipe, Path(args.workdir), until=until, progress=not args.quiet, workers=args.workers,
+    state = run(recipe, Path(args.workdir), until=until, progress=not args.quiet, workers=workers,
                 executor=executor, tasks=tasks, executor_options=engine)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
         return 0
@@ -243,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("recipe", help="recipe YAML file")
         s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field (repeatable)")
         s.add_argument("--workdir", default="mixlab-work", help="workspace for cached stage outputs (default: %(default)s)")
-        s.add_argument("--workers", type=int, default=1, help="processes for curation and tokenization")
+        s.add_argument("--workers", type=int, default=None,
+                       help="tasks run at once (default: 1 on local; every task at once on slurm and ray, where the scheduler places them)")
         s.add_argument("--executor", choices=["local", "slurm", "ray"], default="local",
                        help="datatrove executor of the data stages (default: %(default)s)")
         s.add_argument("--tasks", type=int, default=None, help="datatrove tasks per source (tokenize: --workers)")

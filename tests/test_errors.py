@@ -130,3 +130,28 @@ def test_demo_command_line_reaches_the_recipe(tmp_path: Path, capsys: pytest.Cap
     the curate stage's clean message, not in an internal error about a missing command-line option."""
     code, err = _run(["demo", "--out", str(tmp_path / "d"), "--set", f"data_root={tmp_path / 'none'}"], capsys)
     assert code == 2 and "no input files" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize("argv, workers", [
+    ([], 1),                                                      # local: one task at a time unless asked
+    (["--executor", "slurm", "--partition", "p"], -1),            # a cluster: no `%N` limit on the array
+    (["--executor", "ray"], -1),
+    (["--executor", "slurm", "--partition", "p", "--workers", "3"], 3),  # an explicit limit is kept
+])
+def test_cluster_runs_do_not_inherit_the_local_concurrency_limit(
+    argv: list[str], workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mixlab curate|tokenize|pack --executor slurm|ray` without --workers lets the scheduler run every task at
+    once (datatrove's -1); the local default of one task at a time would submit a Slurm array as `%1`."""
+    import mixlab.stages
+
+    seen: dict[str, object] = {}
+
+    def fake_run(recipe: object, workdir: Path, **kw: object) -> object:
+        seen.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(mixlab.stages, "run", fake_run)
+    with pytest.raises(SystemExit):
+        main(["curate", str(Path(__file__).parents[1] / "recipes" / "base.yaml"), *argv])
+    assert seen["workers"] == workers

@@ -43,7 +43,7 @@ def run(recipe: Recipe, workdir: Path, *, until: str = "eval", progress: bool = 
     """Run the recipe through ``until`` (curate | tokenize | pack | train | eval).
 
     The data stages run as datatrove tasks on ``executor`` (local | slurm | ray): ``tasks`` ranks (curate: 1,
-    tokenize: ``workers`` when None), ``workers`` at a time; ``executor_options`` go to the datatrove executor
+    tokenize and pack: ``workers`` when None), ``workers`` at a time (-1: no limit); ``executor_options`` go to the datatrove executor
     (Slurm: ``partition``, ``time``, ``cpus_per_task``, ``mem_per_cpu_gb``...; Ray: ``cpus_per_task``, ...)."""
     order = ["curate", "tokenize", "pack", "train", "eval"]
     if until not in order:

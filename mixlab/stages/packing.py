@@ -20,12 +20,12 @@ from mixlab.stages.common import PACK_VERSION, RunState, check_disk, log, needs_
 def pack(state: RunState, executor: str = "local", tasks: int | None = None, workers: int = 1,
          shard_sequences: int | None = None, **executor_kwargs: Any) -> None:
     """Pack every phase in order, each source's ledger continuing across phases. A phase's shards are written by
-    ``tasks`` ranks (default ``workers``) on ``executor``; its bytes do not depend on tasks, workers or executor,
+    ``tasks`` ranks (default ``workers``, at least 1) on ``executor``; its bytes do not depend on tasks, workers or executor,
     and a rerun after a failed task keeps the finished shards (:mod:`mixlab.pack.writer`)."""
     from mixlab.pack.manifest import read_manifest
     from mixlab.pack.plan import DEFAULT_SHARD_SEQUENCES
 
-    engine = {"executor": executor, "tasks": tasks or workers, "workers": workers,
+    engine = {"executor": executor, "tasks": tasks or max(1, workers), "workers": workers,
               "shard_sequences": shard_sequences or DEFAULT_SHARD_SEQUENCES, "executor_kwargs": executor_kwargs}
 
     r = state.recipe
