@@ -22,7 +22,7 @@ it), ``process`` = the child from spawn to exit (imports, encoding, everything),
 ``sync`` = an ``os.sync()`` right after the child exits (the write-back each stage leaves to the kernel: neither
 fsyncs its data files). For pack also ``verify``: ``TokenShardSet.verified()`` (every block file re-hashed),
 which the pack stage runs before ``pack_phase`` (reported, not in pack's wall), and ``floor``: writing the
-same number of bytes as the packed phase to a new file from memory in a fresh process (this machine's
+same number of bytes as the packed phase to a new file from memory in a fresh process, 256 KiB a write (this machine's
 page-cache cost for those bytes, which no packer avoids). Ratios are pack / tokenize for ``wall`` and
 ``process``. Inputs and outputs live in ``--workdir`` (never committed); the packed phase is deleted after.
 """
@@ -107,7 +107,9 @@ def child_pack(args: argparse.Namespace) -> dict:
 
 
 def child_floor(args: argparse.Namespace) -> dict:
-    """Write ``args.bytes`` bytes to a new file from a (pre-touched) 64 MiB buffer: the page-cache cost alone."""
+    """Write ``args.bytes`` bytes to a new file from a (pre-touched) 64 MiB buffer, 256 KiB a write as mixlab's
+    writers do (``mixlab.workspace.WRITE_PIECE_BYTES``: larger writes cost this VM up to 10x more): the
+    page-cache cost alone."""
     import numpy as np
 
     buf = np.ones(64 << 20, dtype=np.uint8)
@@ -116,7 +118,7 @@ def child_floor(args: argparse.Namespace) -> dict:
     with open(path, "wb") as f:
         left = int(args.bytes)
         while left > 0:
-            n = min(left, len(buf))
+            n = min(left, 1 << 18)
             f.write(buf.data[:n])
             left -= n
     wall = time.perf_counter() - start

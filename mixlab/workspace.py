@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import xxhash
 
@@ -280,6 +280,21 @@ def clean_stale(out: Path) -> list[Path]:
     if removed:
         log.info("removed %d temporary file(s) of interrupted runs beside %s", len(removed), out)
     return removed
+
+
+# Large buffers reach the page cache in pieces of this size. On this project's VM (ext4, Linux 6.18) a 1 GiB
+# buffer written into a new file from memory took 2.4-2.5 s as one write() or 16 MiB writes, 1.04 s in 1 MiB
+# writes, 0.63 s in 512 KiB, 0.22-0.23 s in 256 KiB, 0.24 s in 128 KiB, 0.27 s in 64 KiB and 1.06 s in 4 KiB
+# (syscalls): large writes get large page-cache folios, which this host backs slowly (perf: the time is in
+# copy_folio_from_iter_atomic, the copy itself). Same bytes, same file either way.
+WRITE_PIECE_BYTES = 1 << 18
+
+
+def write_in_pieces(f: BinaryIO, data: Any) -> None:
+    """``f.write(data)`` for any buffer (bytes, a C-contiguous array), issued ``WRITE_PIECE_BYTES`` at a time."""
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), WRITE_PIECE_BYTES):
+        f.write(view[start : start + WRITE_PIECE_BYTES])
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

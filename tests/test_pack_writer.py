@@ -493,3 +493,22 @@ def test_pack_imports_without_numba_and_compiles_on_first_use() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_writes_in_pieces_are_the_buffers_bytes() -> None:
+    """``write_in_pieces`` (large buffers issued 256 KiB at a time) writes exactly the buffer's bytes, for sizes
+    on, around and far from the piece boundary and for arrays of any dtype and byte order."""
+    import io
+
+    from mixlab.workspace import WRITE_PIECE_BYTES, write_in_pieces
+
+    rng = np.random.default_rng(5)
+    for n_bytes in (0, 1, WRITE_PIECE_BYTES - 4, WRITE_PIECE_BYTES, WRITE_PIECE_BYTES + 4, 3 * WRITE_PIECE_BYTES + 8):
+        for dtype in ("<u4", ">u4", "<u2", "u1"):
+            arr = rng.integers(0, 60000, n_bytes // np.dtype(dtype).itemsize).astype(dtype)
+            f = io.BytesIO()
+            write_in_pieces(f, arr)
+            assert f.getvalue() == arr.tobytes(), (n_bytes, dtype)
+        f = io.BytesIO()
+        write_in_pieces(f, bytes(range(256)) * (n_bytes // 256))
+        assert f.getvalue() == bytes(range(256)) * (n_bytes // 256)

@@ -69,6 +69,7 @@ import numpy as np
 
 from mixlab.pack.dataset import PackedPhase, ShardedRows, open_phase
 from mixlab.pack.manifest import FileEntry, file_entry
+from mixlab.workspace import write_in_pieces
 
 Format = Literal["megatron", "datatrove", "llmc"]
 FORMATS: tuple[str, ...] = ("megatron", "datatrove", "llmc")
@@ -129,7 +130,7 @@ def _write_atomic(outputs: list[tuple[Path, Callable[[BinaryIO], None]]]) -> dic
 def _write_rows(f: BinaryIO, tokens: Any, dtype: np.dtype, cols: int | None = None) -> None:
     for lo, hi in _row_chunks(tokens):
         block = tokens[lo:hi] if cols is None else tokens[lo:hi, :cols]
-        f.write(np.ascontiguousarray(block, dtype=dtype.newbyteorder("<")).tobytes())
+        write_in_pieces(f, np.ascontiguousarray(block, dtype=dtype.newbyteorder("<")))  # 256 KiB writes (workspace)
 
 
 def _megatron(phase: PackedPhase, prefix: Path) -> Export:

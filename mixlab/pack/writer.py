@@ -69,6 +69,7 @@ from mixlab.pack.manifest import (
 from mixlab.pack.order import JIT_MIN_STEPS, interleave_chunk, jit_started, state_at
 from mixlab.pack.plan import DEFAULT_SHARD_SEQUENCES, PhasePlan, plan_phase
 from mixlab.pack.source import TokenSource, layout_of, read_windows
+from mixlab.workspace import write_in_pieces
 
 
 class PackIncomplete(MixlabError):
@@ -212,7 +213,7 @@ def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Ite
         for chunk in chunks:
             chunk = np.ascontiguousarray(chunk, dtype=dtype)
             digest.update(chunk)
-            f.write(chunk.data)  # one write per chunk
+            write_in_pieces(f, chunk)  # 256 KiB writes: x1000's 2.7 GB pack 8.2-8.7 s -> see pack_speed.md
         size = f.tell()
     expected = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     if size != expected:  # pragma: no cover - contract guard: the chunks must tile the array
