@@ -383,6 +383,7 @@ def test_numpy_gather_equals_compiled_gather_for_any_join_size() -> None:
 def test_python_and_compiled_interleave_agree() -> None:
     """The interleave's Python runner (small phases, no numba start-up) gives the compiled runner's checkpoints
     and chunks, and both give interleave(counts), for random counts (1-8 sources, zeros, skew) and shard sizes."""
+    import mixlab.pack.order as order_module
     from mixlab.pack.interleave import interleave
     from mixlab.pack.order import interleave_checkpoints, interleave_chunk, shard_bounds, state_at
 
@@ -394,6 +395,7 @@ def test_python_and_compiled_interleave_agree() -> None:
         bounds = shard_bounds(sum(counts), int(rng.integers(1, 300)))
         fast, slow = (interleave_checkpoints(counts, bounds, jit=jit) for jit in (True, False))
         assert np.array_equal(fast, slow), trial
+        order_module._LAST_ORDER.clear()  # the Python runner itself, not the order it stored, gives the chunks
         for j in range(len(bounds) - 1):
             size = int(bounds[j + 1] - bounds[j])
             (o1, s1), (o2, s2) = (interleave_chunk(counts, state_at(fast[j]), size, jit=jit) for jit in (True, False))
@@ -512,3 +514,37 @@ def test_writes_in_pieces_are_the_buffers_bytes() -> None:
         f = io.BytesIO()
         write_in_pieces(f, bytes(range(256)) * (n_bytes // 256))
         assert f.getvalue() == bytes(range(256)) * (n_bytes // 256)
+
+
+def test_chunks_sliced_from_the_stored_order_equal_the_rule_run_again() -> None:
+    """A small phase's order, stored by interleave_checkpoints, gives every shard's chunk and the state after it
+    exactly as running the rule from that shard's checkpoint does; a state that is not on the order's path (a
+    valid count that no prefix has) is not answered from the stored order."""
+    import mixlab.pack.order as order_module
+    from mixlab.pack.order import (
+        InterleaveState,
+        interleave_checkpoints,
+        interleave_chunk,
+        shard_bounds,
+        state_at,
+    )
+
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        counts = [int(c) + 1 for c in rng.integers(0, 300, int(rng.integers(1, 6)))]
+        bounds = shard_bounds(sum(counts), int(rng.integers(1, 200)))
+        checkpoints = interleave_checkpoints(counts, bounds, jit=False)
+        assert order_module._LAST_ORDER and order_module._LAST_ORDER[0][0] == tuple(counts), trial
+        for j in range(len(bounds) - 1):
+            size = int(bounds[j + 1] - bounds[j])
+            sliced = interleave_chunk(counts, state_at(checkpoints[j]), size, jit=False)
+            rerun = interleave_chunk(counts, state_at(checkpoints[j]), size, jit=True)
+            assert np.array_equal(sliced[0], rerun[0]) and sliced[1] == rerun[1], (trial, j)
+    counts = [5, 5]
+    interleave_checkpoints(counts, shard_bounds(10, 4), jit=False)
+    off_path = InterleaveState(2, (2, 0))  # the rule alternates: no prefix of length 2 holds two of source 0
+    assert order_module._cached_order(np.array(counts), np.array([2, 0]), 2) is None
+    order, after = interleave_chunk(counts, off_path, 3, jit=False)
+    order_module._LAST_ORDER.clear()
+    assert np.array_equal(order, interleave_chunk(counts, off_path, 3, jit=False)[0])
+    assert after == interleave_chunk(counts, off_path, 3, jit=False)[1]
