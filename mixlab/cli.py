@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tasks run at once (default: 1 on local; every task at once on slurm and ray, where the scheduler places them)")
         s.add_argument("--executor", choices=["local", "slurm", "ray"], default="local",
                        help="datatrove executor of the data stages (default: %(default)s)")
-        s.add_argument("--tasks", type=int, default=None, help="datatrove tasks per source (tokenize: --workers)")
+        s.add_argument("--tasks", type=int, default=None, help="datatrove tasks per source or phase (default: 1 for curate; --workers, at least 1, for tokenize and pack)")
         s.add_argument("--partition", help="Slurm partition (--executor slurm)")
         s.add_argument("--time", help="Slurm time limit per task, e.g. 04:00:00")
         s.add_argument("--cpus-per-task", type=int, help="CPUs per task (Slurm, Ray)")
