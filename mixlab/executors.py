@@ -22,14 +22,16 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mixlab.errors import MixlabError
 
@@ -109,6 +111,25 @@ def cancel_leftover_jobs(logging_dir: str | Path, timeout_s: float = 300, poll_s
     return pending
 
 
+@contextlib.contextmanager
+def quiet_stderr(sink: TextIO) -> Iterator[None]:
+    """Send stderr, fd 2 included, to ``sink`` for the block (``MIXLAB_VERBOSE=1``: left alone)."""
+    if os.environ.get("MIXLAB_VERBOSE"):
+        yield
+        return
+    # fd-level, so datatrove's worker processes (which inherit fd 2, not sys.stderr) are quiet too
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(sink.fileno(), 2)
+    try:
+        with contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def make_executor(
     executor: str,
     pipeline: list[Any],
@@ -184,10 +205,14 @@ def run_pipeline(
                                  "login node (or use --executor local inside the job)")
     logging_dir = str(logging_dir)
     exe = make_executor(executor, pipeline, tasks, workers, logging_dir, job_name=job_name, **executor_kwargs)
-    exe.run()
-    if executor == "slurm":
-        wait_for_tasks(logging_dir, tasks, timeout_s=timeout_s)
-        cancel_leftover_jobs(logging_dir)  # the stats-merge job: the caller deletes logging_dir (module contract)
+    Path(logging_dir).mkdir(parents=True, exist_ok=True)
+    # datatrove's loguru lines (job launches, task starts: it re-adds an INFO stderr handler after every in-process
+    # task) go to the run's logs, not the console; -v (MIXLAB_VERBOSE) shows them
+    with open(Path(logging_dir) / "launcher.log", "a") as sink, quiet_stderr(sink):
+        exe.run()
+        if executor == "slurm":
+            wait_for_tasks(logging_dir, tasks, timeout_s=timeout_s)
+            cancel_leftover_jobs(logging_dir)  # the stats-merge job: the caller deletes logging_dir (module contract)
     done = completed_ranks(logging_dir)
     if done < tasks:
         raise PipelineIncomplete(

@@ -155,3 +155,30 @@ def test_cluster_runs_do_not_inherit_the_local_concurrency_limit(
     with pytest.raises(SystemExit):
         main(["curate", str(Path(__file__).parents[1] / "recipes" / "base.yaml"), *argv])
     assert seen["workers"] == workers
+
+
+
+def test_engine_chatter_goes_to_the_run_logs_not_the_console(tmp_path: Path) -> None:
+    """A stage run through datatrove (here 2 local worker processes, whose task loggers write INFO lines to the
+    inherited fd 2, and a parent that logs its stats through loguru) leaves the console to mixlab's own output:
+    datatrove's lines land in the run's launcher.log and task logs. Fails if run_pipeline stops redirecting."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from loguru import logger\n"
+        "from mixlab.executors import run_pipeline\n"
+        "logger.remove(); logger.add(sys.stderr, level='DEBUG')\n"  # as datatrove leaves it after a task
+        "def step(data, rank=0, world_size=1):\n    return []\n"
+        f"run_pipeline([step], executor='local', tasks=2, workers=2, logging_dir={str(tmp_path / 'logs')!r})\n"
+        "print('mixlab output', file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MIXLAB_VERBOSE"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.strip() == "mixlab output", done.stderr[-2000:]
+    logged = (tmp_path / "logs" / "launcher.log").read_text() + "".join(
+        p.read_text() for p in (tmp_path / "logs" / "logs").glob("task_*.log"))
+    assert "Launching pipeline for rank=" in logged and "Stats: All 2 tasks" in logged

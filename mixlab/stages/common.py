@@ -7,11 +7,8 @@ and rebuilt, never skipped because a marker exists. ``check_disk`` refuses a wri
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,24 +69,6 @@ def check_disk(root: Path, need: int, what: str) -> None:
     if need * 1.05 > free:
         raise MixlabError(f"{what} needs {need / 1e9:.3g} GB but {root} has {free / 1e9:.3g} GB free; free space, "
                           f"use a --workdir on a larger disk, or lower the phase budget (`mixlab plan` shows sizes)")
-
-
-@contextlib.contextmanager
-def quiet_stderr(sink):
-    if os.environ.get("MIXLAB_VERBOSE"):
-        yield
-        return
-    # fd-level, so datatrove's worker processes (which inherit fd 2, not sys.stderr) are quiet too
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(sink.fileno(), 2)
-    try:
-        with contextlib.redirect_stderr(sink):
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def jsonable(stats: Any) -> Any:

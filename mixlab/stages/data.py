@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mixlab.executors import quiet_stderr
 from mixlab.recipe import section_hash
 from mixlab.stages.common import (
     CURATE_VERSION,
@@ -16,7 +17,6 @@ from mixlab.stages.common import (
     log,
     needs_build,
     progress_bar,
-    quiet_stderr,
 )
 from mixlab.workspace import clean_stale, relative, write_json_atomic
 
