@@ -269,6 +269,60 @@ def test_short_lowercase_tokens_read_8_bytes_at_a_time_exactly():
             assert feats[0] == feats[1], (line, cut)
 
 
+def _word_features(line: str, need_words: bool, w_stop: int) -> tuple[int, int, int]:
+    """Pass 3's (words, alphabetic tokens, function words) by the reference's definitions, with its early stop."""
+    words = alpha = stop = 0
+    for ntok, tok in enumerate(line.split(None, rules.MAX_TOKENS)[: rules.MAX_TOKENS], 1):
+        w = tok.strip(rules.PUNCT)
+        if w.isalpha():
+            alpha += 1
+            if len(w) > 1 and w[1:].islower():
+                words += 1
+                stop += w.lower() in rules.STOPWORDS
+        if words >= w_stop or (
+            (words >= 12 or not need_words) and stop >= 4 and 5 * stop >= alpha + 32 - ntok
+        ):
+            break
+    return words, alpha, stop
+
+
+def test_word_features_64_bytes_at_a_time_exactly():
+    """Pass 3 reads tokens from bit masks of 64 bytes at a time (non-spaces, letters, lowercase letters): its
+    word features equal the reference definitions for tokens that start, end or lie across each 64-byte
+    window's end (every offset: padding of 0-70 bytes), tokens of 63-66 bytes, punctuated, capitalised,
+    numeric and hyphenated tokens, non-ASCII bytes and tabs inside or between words (the byte loop's part),
+    lines that end at the batch's last byte (no room for a window) or run on into more words after the
+    line's end; and the line scores of those lines equal the reference's."""
+    import numpy as np
+
+    from mixlab.curate import _code_in_text_kernel as kernel
+
+    rng = random.Random(55)
+    tokens = ["the", "of", "which", "because", "between", "word", "Word", "WORD", "wOrd", "words.", "(see",
+              "it,", "'quoted'", "\"x\"", "end.)", "don't", "e.g.", "a-b", "x1", "1990", "12,", ";", "...", "a",
+              "I", "Ab", "caf\u00e9", "\u00e9t\u00e9", "na\u00efve,", "abcdefgh", "abcdefghijklmnop",
+              "x" * 63, "y" * 64, "The" + "z" * 62, "(" + "w" * 64 + ")", "tab\tbed", "ctrl\x1cx", "del\x7f"]  # fmt: skip
+    lines = []
+    for _ in range(3000):
+        words = [rng.choice(tokens if rng.random() < 0.3 else tokens[:12]) for _ in range(rng.randint(1, 40))]
+        seps = [rng.choice([" ", " ", " ", "  ", "\t", " \u00a0"]) for _ in words]
+        body = "".join(w + sep for w, sep in zip(words, seps, strict=True)).strip()
+        lines.append(("p" * rng.randint(0, 70) + " " + body).strip())
+    assert compiled.line_scores(lines).tolist() == [ref.line_score(line) for line in lines]  # learns classes
+    t = scores.tables()
+    ct = scores.class_table()
+    for k, line in enumerate(lines):
+        body = line.encode()
+        want = _word_features(line, k % 2 == 0, 33 if k % 3 else 6)
+        for tail, pad in ((b"", 0), (b"\n", 80), (b" and the of which are more words" * 3, 80)):
+            b = np.frombuffer(body + tail + b"\0" * pad, dtype=np.uint8)
+            bw = b[: b.shape[0] // 8 * 8].view(np.uint64)
+            got = kernel._words(
+                b, bw, ct, 0, len(body), t.stop_keys, t.stop_mult, k % 2 == 0, 33 if k % 3 else 6
+            )
+            assert got == want, (line, tail, pad)
+
+
 def test_compiled_batches_identical():
     """Batched code fractions and labels do not depend on the batch: each equals the reference of its text."""
     rng = random.Random(2)

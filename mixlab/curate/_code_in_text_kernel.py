@@ -19,10 +19,10 @@ screen (hint strings found through one table lookup per byte pair, share of ``;{
 (:func:`_scan`): leading whitespace, then pass 1 byte by byte (line end, stripped end, symbols, the ``act``
 bits; positions of the few characters pass 2 needs), pass 2 over those positions (the identifier patterns as
 ``findall`` counts, each scanning on from its previous match; ``\"\"\"``/``'''`` counts, ``*/``), pass 3 token
-by token over the first 32 tokens, last (word features from class bits accumulated over each token; it stops
-earlier once the score's word terms are decided, and on the labels-only path once the score is on a side of
-the bounds where every score labels alike; a short lowercase token followed by a space is read 8 bytes at a
-time: :func:`_short_lower`). The regexes are DFA walks that stop at their verdict:
+by token over the first 32 tokens, last (word features; it stops earlier once the score's word terms are
+decided, and on the labels-only path once the score is on a side of the bounds where every score labels
+alike; tokens from bit masks of 64 bytes at a time where those are ASCII without control characters,
+:func:`_masks`, the others byte by byte, :func:`_token`). The regexes are DFA walks that stop at their verdict:
 ``KEYWORD_START``, ``KEY_VALUE``, ``BLOCK_COLON``, ``COMMENT`` (a few characters on most lines), ``OPERATORS``
 only from the characters that can start it, ``LATEX`` only on lines with a backslash; ``SENTENCE`` is coded by
 hand (a loop without a branch per byte, :func:`_sentence`; its pattern is checked), only on lines without a
@@ -30,8 +30,11 @@ character that kills it. A line with a backtick or ``](`` is scored on its Markd
 block logic of ``label_lines`` follows per document. The helpers are compiled without reference counting
 (``_nrt=False``: array arguments would cost an atomic increment and decrement per call).
 
-Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): 157-158 ms a pass after round 4 (166-168
-before it: pass 3's short lowercase tokens 8 bytes at a time ~-9 ms, the quick screen's stop at the symbol
+Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): 136-142 ms a pass after round 5 (pass 3
+from 64-byte bit masks, one step per token: -17 to -22 ms in interleaved runs against 157-165; narrower
+32-byte windows, branch-free token steps, pass 1 on 8 bytes at a time between "\\n" checks, inlining the
+pass helpers into :func:`_scan` measured +2 to +20 ms: dropped), 157-158 ms after round 4 (166-168 before
+it: pass 3's short lowercase tokens 8 bytes at a time ~-9 ms, the quick screen's stop at the symbol
 share ~-1 ms; pass 1 on 8 bytes at a time while they are all ``[a-z ]`` measured 174-178 ms: dropped, a
 break out of the word loop every ~3 words costs more than the byte loop it saves), ~164 ms in round 3
 (the labels-only bound on pass 3: -10 to -16 ms in interleaved runs; an ASCII-only pass 3 and a
@@ -39,7 +42,8 @@ first-character check before the ``COMMENT`` walks measured -6 to +6 ms from one
 dropped), ~178 ms before it (~200 ms before round 2: quick screen 20 -> 12 ms, ``SENTENCE`` by hand 13 -> 6
 ms, pass 3's early stop and packed keys ~56 -> ~49 ms, no score for a Markdown line's original text ~3 ms).
 Of the 2864 documents the screen passes (17.4 M bytes, 248 k non-blank lines): pass 1 ~22 ms, pass 2 ~14 ms,
-pass 3 ~49 ms, ~48 on the labels-only path (per line ~200 ns: most lines are short, the cost is per token),
+pass 3 ~49 ms, ~48 on the labels-only path (per line ~200 ns: most lines are short, the cost is per token;
+~28 ms after round 5),
 ``KEYWORD_START`` ~9 ms, ``OPERATORS`` ~11 ms, the rest of the line score ~30 ms, Markdown lines ~4 ms, the
 block logic with the ``COMMENT`` walks and the line dispatch the rest. A single fused pass per line was
 slower (~25 live values spilled to the stack: 2x the cycles per byte); tried and dropped in round 2 (each no
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
 # class bits (mixlab.curate._code_in_text_scores.char_class), act bits, DFA rows of the tables' ``start``
 _SPACE, _WORD, _ALPHA, _NOT_LOWER, _LOWER, _SYMBOL, _PUNCT = 1, 2, 8, 16, 32, 64, 128
@@ -76,6 +81,10 @@ _ONES, _ALL_96 = np.uint64(0x0101010101010101), np.uint64(0x6060606060606060)
 _PAIR = np.uint64(0x00FF00FF00FF00FF)
 _QUAD, _HALF = np.uint64(0x0000FFFF0000FFFF), np.uint64(0x00000000FFFFFFFF)
 _LOWER_BITS = 42  # the class bits of every "a".."z" (checked by the tests)
+# pass 3 on 64 bytes at a time: the masks of "A".."Z" (+ 0x3f >= 0x80 from 0x41, + 0x25 from 0x5b); the high
+# bits of 8 bytes gathered into 8 bits by one multiply (byte k's bit lands on bit 56 + k, no carries)
+_ADD_UA, _ADD_UZ = np.uint64(0x3F3F3F3F3F3F3F3F), np.uint64(0x2525252525252525)
+_GATHER, _LOW63 = np.uint64(0x0102040810204080), np.uint64(0x7FFFFFFFFFFFFFFF)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -326,78 +335,201 @@ def _short_lower(bw, i, en):  # pragma: no cover - compiled
     if i + n > en:
         return 0, 0
     m = (x & (below >> np.uint64(7))) - (_ALL_96 & (below >> np.uint64(7)))  # letters - 96, 0 past the token
+    return n, _fold(m, n)
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _fold(m, n):  # pragma: no cover - compiled
+    """:func:`_is_stop`'s packed key of the ``n`` letters whose ``(c | 32) - 96`` are the low bytes of ``m``
+    (the other bytes 0): 5 bits a letter, the first letter highest."""
     # packed big-endian: pairs of letters, then 4, then 8
     m = ((m & _PAIR) << np.uint64(5)) + ((m >> np.uint64(8)) & _PAIR)
     m = ((m & _QUAD) << np.uint64(10)) + ((m >> np.uint64(16)) & _QUAD)
     m = ((m & _HALF) << np.uint64(20)) + (m >> np.uint64(32))
-    return n, np.int64(m >> np.uint64(5 * (8 - n)))
+    return np.int64(m >> np.uint64(5 * (8 - n)))
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _load8(bw, i):  # pragma: no cover - compiled
+    """The 8 bytes ``b[i:i + 8]`` as one little-endian uint64 (``(i >> 3) + 1 < bw.shape[0]``), without a branch."""
+    r = np.uint64((i & 7) * 8)
+    q = i >> 3
+    return (bw[q] >> r) | ((bw[q + 1] << np.uint64(1)) << (np.uint64(63) - r))
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _gather(h):  # pragma: no cover - compiled
+    """The high bits of the 8 bytes of ``h`` (nothing else set) as 8 bits, byte k's at bit k."""
+    return ((h >> np.uint64(7)) * _GATHER) >> np.uint64(56)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _words(b, bw, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # pragma: no cover - compiled
+def _masks(bw, i, lim):  # pragma: no cover - compiled
+    """The bytes ``b[i:i + min(lim, 64)]`` one bit a byte (bit k: ``b[i + k]``): (non-" " bytes, letters
+    ``[A-Za-z]``, lowercase ``[a-z]``; whether one of them is from 128 up, below " " or DEL: then they are not
+    for :func:`_words`' window). SWAR on uint64 words, needs ``(i >> 3) + 9 < bw.shape[0]``."""
+    sp = al = lo = bad = np.uint64(0)
+    for j in range(min(8, (lim + 7) >> 3)):
+        x = _load8(bw, i + 8 * j)
+        left = lim - 8 * j
+        keep = _ALL_HIGH if left >= 8 else _ALL_HIGH >> np.uint64(8 * (8 - left))
+        x7 = x & _ALL_LOW7
+        bad |= (x | ~(x7 + _ALL_96) | (x7 + _ONES)) & keep  # >= 0x80, < 0x20 (x7 + 0x60 < 0x80), 0x7f
+        low = (x7 + _ADD_A) & ~(x7 + _ADD_Z) & _ALL_HIGH
+        up = (x7 + _ADD_UA) & ~(x7 + _ADD_UZ) & _ALL_HIGH
+        y = x7 ^ _ALL_SPACE
+        sh = np.uint64(8 * j)
+        sp |= _gather(~(y + _ALL_LOW7) & _ALL_HIGH) << sh
+        al |= _gather(low | up) << sh
+        lo |= _gather(low) << sh
+    valid = ~np.uint64(0) if lim >= 64 else (np.uint64(1) << np.uint64(lim)) - np.uint64(1)
+    return ~sp & valid, al, lo, bad != 0
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _token(b, bw, ct, i, en, stop_keys, stop_mult):  # pragma: no cover - compiled
+    """The token at ``b[i:]`` (``i < en``, not whitespace) byte by byte, for :func:`_words` where its window
+    does not apply: (its end; its core, what ``strip(PUNCT)`` leaves, is alphabetic; also ``core[1:].islower()``;
+    also a function word). A token that is its own core is looked up by the key packed in its loop (~2 ms on
+    SlimPajama x8: no second loop over its letters); a token ``[a-z]{1,7}`` followed by " " is read from one
+    8-byte word (:func:`_short_lower`; round 4: the kernel 166-168 -> 157-158 ms; round 5: still 2 ms faster
+    on the lines left to this loop than without it)."""
+    t0 = i
+    and_k, or_k, or_rest, rest_mask, tok_ascii, key = 255, 0, 0, 0, True, 0
+    n, key = _short_lower(bw, i, en)
+    if n:  # [a-z]{1,7} then " ": the class bits of its letters, without a branch per byte
+        and_k = _LOWER_BITS
+        or_k = _LOWER_BITS
+        or_rest = _LOWER_BITS if n > 1 else 0
+        i += n
+    while not n and i < en:
+        c = np.int64(b[i])
+        if c < 128:
+            k = ct[c]
+            w = 1
+        else:
+            c, w = _decode(b, i)
+            k = ct[c]
+        if k & _SPACE:
+            break
+        tok_ascii &= c < 128
+        key = key * 32 + ((c | 32) - 96)  # the packed key, used when the token is the core
+        and_k &= k
+        or_k |= k
+        or_rest |= k & rest_mask
+        rest_mask = 255
+        i += w
+    c0, c1 = t0, i
+    if or_k & _PUNCT:  # PUNCT is ASCII: strip it, then the class bits of the core again
+        while c0 < c1 and b[c0] < 128 and ct[b[c0]] & _PUNCT:
+            c0 += 1
+        while c1 > c0 and b[c1 - 1] < 128 and ct[b[c1 - 1]] & _PUNCT:
+            c1 -= 1
+        and_k, or_rest, rest_mask = 255, 0, 0
+        j = c0
+        while j < c1:
+            kj, wj = _class_at(b, ct, j)
+            and_k &= kj
+            or_rest |= kj & rest_mask
+            rest_mask = 255
+            j += wj
+    alpha = word = stop = False
+    if c1 > c0 and and_k & _ALPHA:
+        alpha = True
+        if or_rest & _LOWER and not or_rest & _NOT_LOWER:  # w[1:].islower()
+            word = True
+            if tok_ascii and c1 - c0 <= _STOP_LEN:
+                if c1 - c0 < i - t0:  # PUNCT stripped: pack the core
+                    stop = _is_stop(b, c0, c1, stop_keys, stop_mult)
+                else:
+                    stop = stop_keys[(np.uint64(key) * stop_mult) >> _STOP_SHIFT] == key
+    return i, alpha, word, stop
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _words(b, bw, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # noqa: C901  # pragma: no cover
     """Pass 3, the word features of the first 32 tokens: (tokens whose core, what ``strip(PUNCT)`` leaves, is
     alphabetic; those with ``core[1:].islower()``; those that are function words), or of the first tokens that
     already decide every term of the score that reads them (the counts only grow and ``alpha`` stays <= 32):
     ``words >= 12`` or not ``need_words`` (density >= 0.12: the two word terms are off), with ``stop >= 4`` and
     ``5 * stop >= alpha + tokens left`` (the function-word term is -2 whatever the rest holds). It saves ~4 ms
-    on SlimPajama x8 (most lines have fewer than 16 tokens); a token that is its own core is looked up by the
-    key packed in its loop (~2 ms: no second loop over its letters). It also stops once ``words >= w_stop``
-    (the labels-only bound of :func:`_scan`; 33: never). A token ``[a-z]{1,7}`` followed by " " is read from
-    one 8-byte word (:func:`_short_lower`: its length and packed key by word-parallel arithmetic, no branch per
-    byte): the kernel 166-168 -> 157-158 ms on SlimPajama x8 (interleaved runs, round 4); also taking a
-    capitalised first letter or a trailing ``,.;:`` measured no faster (158-161 ms)."""
+    on SlimPajama x8 (most lines have fewer than 16 tokens). It also stops once ``words >= w_stop`` (the
+    labels-only bound of :func:`_scan`; 33: never).
+
+    64 bytes at a time (round 5): where the next 64 bytes of the line (or its rest) are ASCII with " " the only
+    whitespace, :func:`_masks` gives one bit a byte for non-spaces, letters and lowercase letters, and each token
+    is one step of bit arithmetic (its bounds by trailing-zero counts, alphabetic core: one run of letters with
+    only PUNCT around it, ``core[1:]`` lowercase, the function word's key packed from one 8-byte load), no branch
+    per byte; a token that reaches the window's end is read by the next window. Other tokens (non-ASCII bytes,
+    tabs, the end of the batch, 64 bytes or longer) go byte by byte (:func:`_token`), and the next token tries a
+    window again. The kernel 157-165 -> 136-142 ms on SlimPajama x8 (interleaved runs); reading the tokens
+    before a non-ASCII byte from its window, or the rest of such a line byte by byte, measured 3-4 ms slower."""
     words = alpha = stop = ntok = 0
     i = st
     while i < en and ntok < 32:
-        t0 = i
-        and_k, or_k, or_rest, rest_mask, tok_ascii, key = 255, 0, 0, 0, True, 0
-        n, key = _short_lower(bw, i, en)
-        if n:  # [a-z]{1,7} then " ": the class bits of its letters, without a branch per byte
-            and_k = _LOWER_BITS
-            or_k = _LOWER_BITS
-            or_rest = _LOWER_BITS if n > 1 else 0
-            i += n
-        while not n and i < en:
-            c = np.int64(b[i])
-            if c < 128:
-                k = ct[c]
-                w = 1
-            else:
-                c, w = _decode(b, i)
-                k = ct[c]
-            if k & _SPACE:
-                break
-            tok_ascii &= c < 128
-            key = key * 32 + ((c | 32) - 96)  # the packed key, used when the token is the core
-            and_k &= k
-            or_k |= k
-            or_rest |= k & rest_mask
-            rest_mask = 255
-            i += w
+        lim = en - i
+        if (i >> 3) + 9 < bw.shape[0]:
+            ns, al, lo, bad = _masks(bw, i, lim)
+            if not bad:
+                ts = ns & ~(ns << np.uint64(1))  # token starts
+                te = ns & ~(ns >> np.uint64(1))  # token ends
+                if lim > 64:
+                    te &= _LOW63  # a token at the window's last byte may go on: the next window reads it
+                while te:
+                    s = ts & (np.uint64(0) - ts)
+                    tok = ((te & (np.uint64(0) - te)) << np.uint64(1)) - s  # its bytes
+                    ts &= ts - np.uint64(1)
+                    te &= te - np.uint64(1)
+                    ntok += 1
+                    a = al & tok
+                    if a:
+                        ta = trailing_zeros(a)
+                        run = a >> ta
+                        if not run & (run + np.uint64(1)):  # one run of letters
+                            rest = tok & ~a
+                            core = True
+                            while rest:  # the bytes around it are PUNCT (mostly none or one)
+                                core &= (ct[b[i + np.int64(trailing_zeros(rest))]] & _PUNCT) != 0
+                                rest &= rest - np.uint64(1)
+                            if core:
+                                alpha += 1
+                                tail = a & (a - np.uint64(1))
+                                if tail and not tail & ~lo:  # core[1:].islower()
+                                    words += 1
+                                    n = 64 - np.int64(leading_zeros(run))
+                                    if n <= _STOP_LEN:
+                                        x = _load8(bw, i + np.int64(ta))
+                                        m = ((x | _ALL_SPACE) - _ALL_96) & (
+                                            (np.uint64(1) << np.uint64(8 * n)) - np.uint64(1)
+                                        )
+                                        key = _fold(m, n)
+                                        stop += stop_keys[(np.uint64(key) * stop_mult) >> _STOP_SHIFT] == key
+                    if (
+                        ntok >= 32
+                        or words >= w_stop
+                        or ((words >= 12 or not need_words) and stop >= 4 and 5 * stop >= alpha + 32 - ntok)
+                    ):
+                        return words, alpha, stop
+                if lim <= 64:
+                    return words, alpha, stop
+                if ts:  # the token that reaches the window's end
+                    s = np.int64(trailing_zeros(ts))
+                    if s:
+                        i += s
+                        continue
+                else:
+                    i += 64
+                    while i < en:  # the whitespace at the window's end
+                        k, w = _class_at(b, ct, i)
+                        if not k & _SPACE:
+                            break
+                        i += w
+                    continue
+        i, is_alpha, is_word, is_stop = _token(b, bw, ct, i, en, stop_keys, stop_mult)
         ntok += 1
-        c0, c1 = t0, i
-        if or_k & _PUNCT:  # PUNCT is ASCII: strip it, then the class bits of the core again
-            while c0 < c1 and b[c0] < 128 and ct[b[c0]] & _PUNCT:
-                c0 += 1
-            while c1 > c0 and b[c1 - 1] < 128 and ct[b[c1 - 1]] & _PUNCT:
-                c1 -= 1
-            and_k, or_rest, rest_mask = 255, 0, 0
-            j = c0
-            while j < c1:
-                kj, wj = _class_at(b, ct, j)
-                and_k &= kj
-                or_rest |= kj & rest_mask
-                rest_mask = 255
-                j += wj
-        if c1 > c0 and and_k & _ALPHA:
-            alpha += 1
-            if or_rest & _LOWER and not or_rest & _NOT_LOWER:  # w[1:].islower()
-                words += 1
-                if tok_ascii and c1 - c0 <= _STOP_LEN:
-                    if c1 - c0 < i - t0:  # PUNCT stripped: pack the core
-                        stop += _is_stop(b, c0, c1, stop_keys, stop_mult)
-                    else:
-                        stop += stop_keys[(np.uint64(key) * stop_mult) >> _STOP_SHIFT] == key
+        alpha += is_alpha
+        words += is_word
+        stop += is_stop
         if words >= w_stop or (
             (words >= 12 or not need_words) and stop >= 4 and 5 * stop >= alpha + 32 - ntok
         ):
