@@ -436,6 +436,45 @@ def test_hand_coded_sentence_equals_regex():
     assert sum(want) > 500  # both verdicts are common
 
 
+def _sentence_window_lines(n: int, seed: int) -> list[str]:
+    """Lines of ``SENTENCE``'s alphabet only whose telling bytes sit at each 64-byte boundary: a first word
+    padded to 0-140 bytes, then tokens of letters, "-", "'" and ``,.;:!?"`` (tail bytes then "'"s then a
+    letter, a tail byte after a space, runs of spaces), some with a trailing space or a lowercase start."""
+    rng = random.Random(seed)
+    tokens = ["word", "The", "a", "don't", "x-y", "it,", "b.'", "ok.'", "'s", "--"] * 2
+    tokens += [",", ".", '"', "?!", "'", "a.'b", "a,''b"]  # a tail byte starting a token, a letter after one
+    lines = []
+    for _ in range(n):
+        pad = rng.randint(0, 140)
+        first = rng.choice(["A", "The", "I"]) + "x" * max(0, pad - 3)
+        rest = [rng.choice(tokens) for _ in range(rng.randint(0, 6))]
+        line = first + "".join(" " * rng.choice([1, 1, 1, 2, 3]) + tok for tok in rest)
+        if rng.random() < 0.1:
+            line += " "
+        if rng.random() < 0.05:
+            line = line.lower()
+        lines.append(line)
+    return lines
+
+
+def test_sentence_64_bytes_at_a_time_exactly():
+    """``SENTENCE`` from bit masks of 64 bytes at a time (the lines :func:`_scan` asks about: every byte of the
+    pattern's alphabet) equals ``SENTENCE.match`` where a tail-then-"'" chain, a " ", a token start or the
+    line's end falls on either side of a window boundary, in a batch and at the batch's very end (the byte
+    loop there); the line scores of those lines equal the reference's."""
+    lines = _sentence_window_lines(6000, 11)
+    want = [bool(rules.SENTENCE.match(line)) for line in lines]
+    assert compiled.sentence_flags(lines) == want
+    assert sum(want) > 1000 and len(want) - sum(want) > 1000  # both verdicts are common
+    for line in lines[:300]:  # alone in its batch: the byte loop near the end, the windows before it
+        assert compiled.sentence_flags([line, line + " the end"]) == [
+            bool(rules.SENTENCE.match(line)),
+            bool(rules.SENTENCE.match(line + " the end")),
+        ]
+    stripped = [line.strip() for line in lines]
+    assert compiled.line_scores(stripped).tolist() == [ref.line_score(s) for s in stripped]
+
+
 def test_dfa_builder_refuses_what_it_cannot_express():
     """Backreferences, atomic groups, multi-character lookaheads inside a pattern, \\B, flags and non-ASCII literals
     raise instead of matching differently."""

@@ -25,15 +25,20 @@ alike; tokens from bit masks of 64 bytes at a time where those are ASCII without
 :func:`_masks`, the others byte by byte, :func:`_token`). The regexes are DFA walks that stop at their verdict:
 ``KEYWORD_START``, ``KEY_VALUE``, ``BLOCK_COLON``, ``COMMENT`` (a few characters on most lines), ``OPERATORS``
 only from the characters that can start it, ``LATEX`` only on lines with a backslash; ``SENTENCE`` is coded by
-hand (a loop without a branch per byte, :func:`_sentence`; its pattern is checked), only on lines without a
-character that kills it. A line with a backtick or ``](`` is scored on its Markdown-substituted copy only. The
-block logic of ``label_lines`` follows per document. The helpers are compiled without reference counting
-(``_nrt=False``: array arguments would cost an atomic increment and decrement per call).
+hand (its pattern is checked), only on lines without a character that kills it: from bit masks of 64 bytes at
+a time (:func:`_sentence64`; a loop without a branch per byte, :func:`_sentence`, near the batch's end). A line
+with a backtick or ``](`` is scored on its Markdown-substituted copy only. The block logic of ``label_lines``
+follows per document. The helpers are compiled without reference counting (``_nrt=False``: array arguments
+would cost an atomic increment and decrement per call).
 
-Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): 136-142 ms a pass after round 5 (pass 3
-from 64-byte bit masks, one step per token: -17 to -22 ms in interleaved runs against 157-165; narrower
-32-byte windows, branch-free token steps, pass 1 on 8 bytes at a time between "\\n" checks, inlining the
-pass helpers into :func:`_scan` measured +2 to +20 ms: dropped), 157-158 ms after round 4 (166-168 before
+Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): 133.5-135.8 ms a pass after round 6
+(``SENTENCE`` from 64-byte masks: -1.3 to -4.2 ms in interleaved runs against 137.1-137.7; scoring no line
+whose label ignores its score (fences, comments), ``SENTENCE`` and ``OPERATORS`` after pass 3 only where
+they can still change a label, no ``OPERATORS`` walk on ASCII lines without a character that starts it
+measured +0.6 to +3 ms: dropped), 136-142 ms after round 5 (pass 3 from 64-byte bit masks, one step per
+token: -17 to -22 ms in interleaved runs against 157-165; narrower 32-byte windows, branch-free token
+steps, pass 1 on 8 bytes at a time between "\\n" checks, inlining the pass helpers into :func:`_scan`
+measured +2 to +20 ms: dropped), 157-158 ms after round 4 (166-168 before
 it: pass 3's short lowercase tokens 8 bytes at a time ~-9 ms, the quick screen's stop at the symbol
 share ~-1 ms; pass 1 on 8 bytes at a time while they are all ``[a-z ]`` measured 174-178 ms: dropped, a
 break out of the word loop every ~3 words costs more than the byte loop it saves), ~164 ms in round 3
@@ -85,6 +90,8 @@ _LOWER_BITS = 42  # the class bits of every "a".."z" (checked by the tests)
 # bits of 8 bytes gathered into 8 bits by one multiply (byte k's bit lands on bit 56 + k, no carries)
 _ADD_UA, _ADD_UZ = np.uint64(0x3F3F3F3F3F3F3F3F), np.uint64(0x2525252525252525)
 _GATHER, _LOW63 = np.uint64(0x0102040810204080), np.uint64(0x7FFFFFFFFFFFFFFF)
+# SENTENCE on 64 bytes at a time: the bytes "-" and "'" in every byte of a word
+_ALL_DASH, _ALL_QUOTE = np.uint64(0x2D2D2D2D2D2D2D2D), np.uint64(0x2727272727272727)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -582,6 +589,62 @@ def _sentence(b, st, en):  # pragma: no cover - compiled
     return space == 0 and ntok >= 3
 
 
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _eq(x, rep):  # pragma: no cover - compiled
+    """The high bit of each byte of ``x`` equal to the byte of ``rep`` (bytes below 0x80; carries out of the
+    others go to higher bytes only)."""
+    return ~((x ^ rep) + _ALL_LOW7) & _ALL_HIGH
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _sentence64(b, bw, st, en):  # pragma: no cover - compiled
+    """:func:`_sentence` of ``b[st:en]`` (``st < en``) whose bytes are all of ``SENTENCE``'s alphabet (no
+    ``SENT_DEAD`` character: the only ones :func:`_scan` asks about), 64 bytes at a time: one bit a byte for
+    " ", body bytes ``[A-Za-z\\-]`` and "'" (SWAR compares on eight uint64 loads, as :func:`_masks`), the other
+    bytes are the tail class ``[,.;:!?"]``. No tail byte right after a " "; no body byte after a tail byte
+    and "'"s (the byte after each such chain found by one carry through the runs of "'"); at least two
+    " "-to-token steps; the state carried from one window to the next in two bits. Near the batch's end (the
+    loads would pass it) :func:`_sentence` byte by byte. 46.6 k lines of SlimPajama x8 (3.7 M bytes) get here
+    past the first byte: the kernel -1.3 to -4.2 ms against the byte loop (interleaved runs, round 6)."""
+    if not 65 <= b[st] <= 90 or b[en - 1] == 32:
+        return False
+    if ((en - 1) >> 3) + 1 >= bw.shape[0]:
+        return _sentence(b, st, en)
+    one = np.uint64(1)
+    prev_sp = chain = np.uint64(0)  # the byte before the window: a " "; the end of a tail-then-"'" chain
+    gaps = 0
+    i = st
+    while True:
+        lim = en - i
+        sp = bo = qu = np.uint64(0)
+        for j in range(min(8, (lim + 7) >> 3)):
+            x = _load8(bw, i + 8 * j)
+            body = ((x + _ADD_A) & ~(x + _ADD_Z)) | ((x + _ADD_UA) & ~(x + _ADD_UZ)) | _eq(x, _ALL_DASH)
+            sh = np.uint64(8 * j)
+            sp |= _gather(_eq(x, _ALL_SPACE)) << sh
+            bo |= _gather(body & _ALL_HIGH) << sh
+            qu |= _gather(_eq(x, _ALL_QUOTE)) << sh
+        valid = ~np.uint64(0) if lim >= 64 else (one << np.uint64(lim)) - one
+        sp &= valid
+        bo &= valid
+        qu &= valid
+        tail = valid & ~(sp | bo | qu)
+        after_sp = (sp << one) | prev_sp
+        if tail & after_sp:  # a token starting with a tail byte
+            return False
+        starts = ~sp & valid & after_sp  # tokens after the first
+        gaps += (starts != 0) + ((starts & (starts - one)) != 0)
+        seed = (tail << one) | chain  # the bytes right after a tail byte
+        run = qu + (seed & qu)  # carried through the "'"s that follow it
+        if bo & ((seed | run) & ~qu):
+            return False
+        if lim <= 64:
+            return gaps >= 2
+        prev_sp = sp >> np.uint64(63)
+        chain = (tail | (qu & ~run)) >> np.uint64(63)
+        i += 64
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _scan(
     b, bw, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first, exact
@@ -675,7 +738,7 @@ def _scan(
         score += 2
     elif density > 0.2:
         score += 1
-    if not dead and _sentence(b, st, en):
+    if not dead and _sentence64(b, bw, st, en):
         score -= 2
     if backslash and last != 59 and _walk(b, ct, st, en, sa, sc, trans, at_end, start[_LATEX, 1, 0]):
         score -= 3
@@ -1139,17 +1202,22 @@ def unknown_codepoints(a, bounds, chars, ct, unknown):  # pragma: no cover - com
 
 @njit(cache=True, nogil=True)
 def sentence_lines(a):  # pragma: no cover - compiled
-    """:func:`_sentence` of each line of ``a`` (split on ``\\n``, not stripped; False for an empty one)."""
+    """:func:`_sentence` of each line of ``a`` (split on ``\\n``, not stripped; False for an empty one), from
+    :func:`_sentence64` where the line's bytes are all of ``SENTENCE``'s alphabet (as in :func:`_scan`)."""
     n = 1
     for i in range(a.shape[0]):
         n += a[i] == 10
     out = np.zeros(n, dtype=np.bool_)
+    aw = _words_of(a)
     ls = 0
     for li in range(n):
         le = ls
+        alphabet = True
         while le < a.shape[0] and a[le] != 10:
+            alphabet &= _SENT_BITS[a[le]] != 0
             le += 1
-        out[li] = le > ls and _sentence(a, ls, le)
+        if le > ls:
+            out[li] = _sentence64(a, aw, ls, le) if alphabet else _sentence(a, ls, le)
         ls = le + 1
     return out
 
