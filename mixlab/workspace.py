@@ -33,6 +33,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -295,6 +296,116 @@ def write_in_pieces(f: BinaryIO, data: Any) -> None:
     view = memoryview(data).cast("B")
     for start in range(0, len(view), WRITE_PIECE_BYTES):
         f.write(view[start : start + WRITE_PIECE_BYTES])
+
+
+DIRECT_BLOCK_BYTES = 1 << 22  # O_DIRECT writes of 4 MiB: 3 GiB in 1.4 s here (16 MiB: 2.0 s; 64 MiB: 2.3 s/3 GiB)
+DIRECT_ALIGN = 4096  # buffer address, file offset and length of every O_DIRECT write (logical blocks: 512 here)
+
+
+class DirectWriter:
+    """A new file written front to back through ``O_DIRECT`` (the page cache bypassed), for outputs too large to
+    be read back from memory. Bytes go through one aligned ``DIRECT_BLOCK_BYTES`` buffer; full blocks are written
+    direct, the last partial block through the page cache (O_DIRECT needs whole aligned blocks). Where the
+    filesystem refuses O_DIRECT (tmpfs, some network filesystems) every write goes through the page cache.
+
+    Why (measured on this project's VM, ext4 on virtio, Linux 6.18): once the ~1 GiB of memory the guest holds
+    cheaply is used, each new page-cache page costs ~9 us to fault back in from the host (2.2 s/GB: x1000's 2.7
+    GB pack paid 5.9-6.3 s for it), while O_DIRECT wrote 3 GiB in 1.4-2.0 s, fsync included. It also leaves the
+    page cache to the token shards the next phase reads. Same bytes either way (tests)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        self.direct = hasattr(os, "O_DIRECT")
+        try:
+            self.fd = os.open(path, flags | (os.O_DIRECT if self.direct else 0), 0o666)
+        except OSError:  # EINVAL: no O_DIRECT on this filesystem
+            self.direct = False
+            self.fd = os.open(path, flags, 0o666)
+        size = DIRECT_BLOCK_BYTES
+        raw = bytearray(2 * size + DIRECT_ALIGN)
+        skip = -_address(raw) % DIRECT_ALIGN
+        self._raw = raw  # keeps the memory alive
+        # two blocks: one filled here while a thread writes the other (os.write releases the GIL; x1000's pack
+        # waited ~1.1 s of its 3.9 s on synchronous direct writes)
+        self._blocks = [memoryview(raw)[skip + k * size : skip + (k + 1) * size] for k in (0, 1)]
+        self._block = self._blocks[0]
+        self._fill = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+        self.size = 0  # bytes in the file
+        self.direct_bytes = 0  # of which written through O_DIRECT
+
+    def write(self, data: Any) -> None:
+        """Append the bytes of ``data`` (bytes, a C-contiguous array)."""
+        view = memoryview(data).cast("B")
+        while len(view):
+            n = min(len(view), len(self._block) - self._fill)
+            self._block[self._fill : self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == len(self._block):
+                self._wait()  # the other block's write: the file is written in order, one block in flight
+                self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix="mixlab-direct")
+                self._pending = self._pool.submit(self._flush, self._block)
+                self._block = self._blocks[1] if self._block is self._blocks[0] else self._blocks[0]
+                self._fill = 0
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises the thread's error here
+
+    def _flush(self, block: memoryview) -> None:
+        if not self.direct:
+            self._write_all(block)
+            return
+        try:
+            self._write_all(block)
+            self.direct_bytes += len(block)
+        except OSError:  # EINVAL on the first direct write: the filesystem accepted the flag, not the I/O
+            if self.size:
+                raise
+            self._buffered()
+            self._write_all(block)
+
+    def _write_all(self, block: memoryview) -> None:
+        done = 0
+        while done < len(block):
+            done += os.write(self.fd, block[done:])
+        self.size += len(block)
+
+    def _buffered(self) -> None:
+        import fcntl
+
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        self.direct = False
+
+    def close(self) -> None:
+        """Write the last partial block through the page cache and close the file."""
+        try:
+            self._wait()
+            if self._fill:
+                if self.direct:
+                    self._buffered()
+                self._write_all(self._block[: self._fill])
+                self._fill = 0
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            os.close(self.fd)
+
+    def __enter__(self) -> DirectWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _address(buffer: bytearray) -> int:
+    import ctypes
+
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -548,3 +548,45 @@ def test_chunks_sliced_from_the_stored_order_equal_the_rule_run_again() -> None:
     order_module._LAST_ORDER.clear()
     assert np.array_equal(order, interleave_chunk(counts, off_path, 3, jit=False)[0])
     assert after == interleave_chunk(counts, off_path, 3, jit=False)[1]
+
+
+@pytest.mark.parametrize("block", [8192, 1 << 22])
+def test_direct_writer_writes_the_same_bytes(tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DirectWriter (O_DIRECT in aligned blocks, the partial last block through the page cache) leaves exactly
+    the bytes written, for pieces of any size crossing block boundaries, on a filesystem that takes O_DIRECT and,
+    falling back to the page cache, on one that does not (tmpfs); a phase packed with it equals one without."""
+    import mixlab.pack.writer as writer
+    import mixlab.workspace as workspace
+
+    monkeypatch.setattr(workspace, "DIRECT_BLOCK_BYTES", block)
+    rng = np.random.default_rng(block)
+    pieces = [rng.integers(0, 256, int(n), dtype=np.uint8) for n in (128, 1, 8191, 8192, 8193, 3 * block + 5, 0, 77)]
+    expected = b"".join(p.tobytes() for p in pieces)
+    real_open = os.open
+
+    def refuse_direct(path: str, flags: int, mode: int = 0o777) -> int:  # a filesystem without O_DIRECT
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(22, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    for refused in (False, True):
+        if refused:
+            monkeypatch.setattr(workspace.os, "open", refuse_direct)
+        path = tmp_path / f"direct-{refused}.bin"
+        with workspace.DirectWriter(path) as w:
+            for p in pieces:
+                w.write(p)
+        monkeypatch.setattr(workspace.os, "open", real_open)
+        assert path.read_bytes() == expected and w.size == len(expected), refused
+        # whole blocks direct where the filesystem takes O_DIRECT (ext4, tmpfs since Linux 6.6), none where refused
+        assert w.direct_bytes in ((0,) if refused else (0, len(expected) // block * block)), refused
+
+    sources = {"a": block_source("a", 5, 21, 100), "b": block_source("b", 3, 22, 300)}
+    phases = {}
+    for name, limit in (("direct", 0), ("cached", 1 << 62)):
+        monkeypatch.setattr(writer, "DIRECT_MIN_BYTES", limit)
+        phases[name] = pack(tmp_path, name, {"a": 0.55, "b": 0.45}, tokens=700 * L, starts={"b": 3},
+                            sources=sources, shard_sequences=600, max_repeat=30.0)  # shard 0: 10.8 KB of tokens
+    assert phases["direct"].files == phases["cached"].files
+    for f in phases["direct"].files:
+        assert (tmp_path / "direct" / f).read_bytes() == (tmp_path / "cached" / f).read_bytes(), f

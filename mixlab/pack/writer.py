@@ -69,7 +69,7 @@ from mixlab.pack.manifest import (
 from mixlab.pack.order import JIT_MIN_STEPS, interleave_chunk, jit_started, state_at
 from mixlab.pack.plan import DEFAULT_SHARD_SEQUENCES, PhasePlan, plan_phase
 from mixlab.pack.source import TokenSource, layout_of, read_windows
-from mixlab.workspace import write_in_pieces
+from mixlab.workspace import DirectWriter, write_in_pieces
 
 
 class PackIncomplete(MixlabError):
@@ -91,6 +91,7 @@ class ShardJob:
     seed: int
     dtype: str
     jit: bool = True  # compiled kernels, or their Python statements for a phase too small to start numba
+    direct: bool = False  # token files through O_DIRECT: a phase of DIRECT_MIN_BYTES or more
 
     @property
     def num_shards(self) -> int:
@@ -120,6 +121,10 @@ def shard_done(job: ShardJob, j: int, verify: bool = False) -> bool:
     return True
 
 
+# Phases from this size write their token files through O_DIRECT (mixlab.workspace.DirectWriter): they will not
+# be read back from memory, and here new page cache costs 2.2 s/GB past the first ~1 GiB against ~0.5-0.7 s/GB
+# direct (x1000, 2.7 GB: see benchmarks/results/pack_speed.md); smaller ones stay in the page cache for the trainer.
+DIRECT_MIN_BYTES = 1 << 30
 CHUNK_BYTES = 1 << 24  # token rows built and written at a time: 16 MiB, ~2,000 rows of 2,049 uint32 tokens
 
 
@@ -201,20 +206,31 @@ def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     return f.getvalue()
 
 
-def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterable[np.ndarray]) -> dict[str, Any]:
+def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterable[np.ndarray],
+               direct: bool = False) -> dict[str, Any]:
     """Write the C-order bytes of an array of ``shape`` given as ``chunks`` (consecutive rows) exactly as ``np.save``
     would, to a temporary name renamed to ``final``; return its size and the xxh64 of the bytes written (hashed
-    from memory: the file is not read back)."""
+    from memory: the file is not read back). ``direct``: through O_DIRECT (:class:`DirectWriter`), else the page
+    cache 256 KiB a write (:func:`write_in_pieces`)."""
     header = npy_header(shape, dtype)
     digest = xxhash.xxh64(header)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(header)
-        for chunk in chunks:
-            chunk = np.ascontiguousarray(chunk, dtype=dtype)
-            digest.update(chunk)
-            write_in_pieces(f, chunk)  # 256 KiB writes: x1000's 2.7 GB pack 8.2-8.7 s -> see pack_speed.md
-        size = f.tell()
+    if direct:
+        with DirectWriter(tmp) as w:
+            w.write(header)
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                digest.update(chunk)
+                w.write(chunk)
+        size = tmp.stat().st_size
+    else:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                digest.update(chunk)
+                write_in_pieces(f, chunk)
+            size = f.tell()
     expected = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     if size != expected:  # pragma: no cover - contract guard: the chunks must tile the array
         raise AssertionError(f"{tmp}: wrote {size} bytes, an array of {shape} {dtype} takes {expected}")
@@ -229,7 +245,7 @@ def write_shard(job: ShardJob, j: int, buffer: ShardBuffer | None = None) -> Non
     n, names = len(layout.order), shard_files(j)
     files = {
         names["tokens"]: _write_npy(job.folder / names["tokens"], (n, job.seq_len + 1), np.dtype(job.dtype),
-                                    _token_chunks(job, layout, buffer)),
+                                    _token_chunks(job, layout, buffer), direct=job.direct),
         names["source"]: _write_npy(job.folder / names["source"], (n,), layout.order.dtype, [layout.order]),
         names["position"]: _write_npy(job.folder / names["position"], (n,), layout.positions.dtype,
                                       [layout.positions]),
@@ -344,6 +360,7 @@ def pack_phase(
         counts=tuple(p.sequences for p in plan.sources.values()), bounds=plan.bounds,
         checkpoints=plan.checkpoints, seq_len=seq_len, seed=seed, dtype=plan.token_dtype,
         jit=plan.num_sequences >= JIT_MIN_STEPS or jit_started(),  # as plan_phase chose for its interleave
+        direct=plan.disk_bytes >= DIRECT_MIN_BYTES,
     )
     run_shard_tasks(job, executor, tasks, workers, **(executor_kwargs or {}))
     manifest = _manifest(job, plan, names, mixture, source_meta, phase, phase_index, header, seed)
