@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -326,9 +327,8 @@ class DirectWriter:
             self.direct = False
             self.fd = os.open(path, flags, 0o666)
         size = DIRECT_BLOCK_BYTES
-        raw = bytearray(2 * size + DIRECT_ALIGN)
+        raw = self._raw = _take_blocks(2 * size + DIRECT_ALIGN)
         skip = -_address(raw) % DIRECT_ALIGN
-        self._raw = raw  # keeps the memory alive
         # two blocks: one filled here while a thread writes the other (os.write releases the GIL; x1000's pack
         # waited ~1.1 s of its 3.9 s on synchronous 4 MiB direct writes)
         self._blocks = [memoryview(raw)[skip + k * size : skip + (k + 1) * size] for k in (0, 1)]
@@ -397,12 +397,34 @@ class DirectWriter:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
             os.close(self.fd)
+            self._blocks, self._block = [], memoryview(b"")  # the memory goes back to the free list
+            _give_back(self._raw)
 
     def __enter__(self) -> DirectWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# The blocks of finished DirectWriters, reused by the next: a fresh 32 MiB buffer per shard file cost this VM ~34 ms
+# to fault in (new anonymous memory: 1.06 s/GiB without huge pages).
+_FREE_BLOCKS: list[bytearray] = []
+_FREE_LOCK = threading.Lock()
+
+
+def _take_blocks(nbytes: int) -> bytearray:
+    with _FREE_LOCK:
+        for i, raw in enumerate(_FREE_BLOCKS):
+            if len(raw) == nbytes:
+                return _FREE_BLOCKS.pop(i)
+    return bytearray(nbytes)
+
+
+def _give_back(raw: bytearray) -> None:
+    with _FREE_LOCK:
+        if len(_FREE_BLOCKS) < 2:
+            _FREE_BLOCKS.append(raw)
 
 
 def _address(buffer: bytearray) -> int:
