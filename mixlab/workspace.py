@@ -326,7 +326,7 @@ class DirectWriter:
         except OSError:  # EINVAL: no O_DIRECT on this filesystem
             self.direct = False
             self.fd = os.open(path, flags, 0o666)
-        size = DIRECT_BLOCK_BYTES
+        size = DIRECT_BLOCK_BYTES + DIRECT_ALIGN  # room for a claimed region of DIRECT_BLOCK_BYTES after a carried tail
         raw = self._raw = _take_blocks(2 * size + DIRECT_ALIGN)
         skip = -_address(raw) % DIRECT_ALIGN
         # two blocks: one filled here while a thread writes the other (os.write releases the GIL; x1000's pack
@@ -336,23 +336,51 @@ class DirectWriter:
         self._fill = 0
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        self._claimed = 0  # address of the region claim() handed out, until write() takes it
         self.size = 0  # bytes in the file
         self.direct_bytes = 0  # of which written through O_DIRECT
 
+    def claim(self, nbytes: int) -> memoryview | None:
+        """The next ``nbytes`` of the file, to be filled in place and then passed to :meth:`write`, which takes
+        them without a copy (the pack writer gathers token rows straight into it: x1000 copied 2.7 GB here,
+        ~0.23 s); None when they cannot fit in one block."""
+        if nbytes + DIRECT_ALIGN > len(self._block):
+            return None
+        if self._fill + nbytes > len(self._block):
+            self._hand_off(self._fill // DIRECT_ALIGN * DIRECT_ALIGN)
+        region = self._block[self._fill : self._fill + nbytes]
+        self._claimed = _address(region)
+        return region
+
     def write(self, data: Any) -> None:
-        """Append the bytes of ``data`` (bytes, a C-contiguous array)."""
+        """Append the bytes of ``data`` (bytes, a C-contiguous array, or the region :meth:`claim` gave)."""
         view = memoryview(data).cast("B")
+        if self._claimed and len(view) and _address(view) == self._claimed:  # already in place
+            self._claimed = 0
+            self._fill += len(view)
+            if self._fill == len(self._block):
+                self._hand_off(self._fill)
+            return
+        self._claimed = 0
         while len(view):
             n = min(len(view), len(self._block) - self._fill)
             self._block[self._fill : self._fill + n] = view[:n]
             self._fill += n
             view = view[n:]
             if self._fill == len(self._block):
-                self._wait()  # the other block's write: the file is written in order, one block in flight
-                self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix="mixlab-direct")
-                self._pending = self._pool.submit(self._flush, self._block)
-                self._block = self._blocks[1] if self._block is self._blocks[0] else self._blocks[0]
-                self._fill = 0
+                self._hand_off(self._fill)
+
+    def _hand_off(self, upto: int) -> None:
+        """Write ``block[:upto]`` (whole ``DIRECT_ALIGN`` units) in the background; the bytes after it move to the
+        start of the other block, which becomes the one filled (after its own write has finished)."""
+        self._wait()  # the other block's write: the file is written in order, one block in flight
+        other = self._blocks[1] if self._block is self._blocks[0] else self._blocks[0]
+        tail = self._fill - upto
+        other[:tail] = self._block[upto : self._fill]
+        if upto:
+            self._pool = self._pool or ThreadPoolExecutor(1, thread_name_prefix="mixlab-direct")
+            self._pending = self._pool.submit(self._flush, self._block[:upto])
+        self._block, self._fill = other, tail
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -427,10 +455,11 @@ def _give_back(raw: bytearray) -> None:
             _FREE_BLOCKS.append(raw)
 
 
-def _address(buffer: bytearray) -> int:
-    import ctypes
+def _address(buffer: Any) -> int:
+    """The address of a buffer's first byte (read-only ones included)."""
+    import numpy as np
 
-    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    return int(np.frombuffer(buffer, dtype=np.uint8).ctypes.data)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -140,10 +140,15 @@ class ShardBuffer:
     def __init__(self) -> None:
         self._mem = np.empty(0, dtype=np.uint8)
         self.tables: dict[int, dict[tuple[int, int], BlockTable]] = {}
+        self.claim: Callable[[int], memoryview | None] | None = None  # a DirectWriter's, while it writes tokens
 
     def tokens(self, rows: int, width: int, dtype: np.dtype) -> np.ndarray:
-        """An uninitialized C-contiguous ``[rows, width]`` array of ``dtype`` over the reused memory."""
+        """An uninitialized C-contiguous ``[rows, width]`` array of ``dtype``: the file's next bytes in the
+        DirectWriter's block while ``claim`` is set (no copy when written), else over the reused memory."""
         need = rows * width * dtype.itemsize
+        region = self.claim(need) if self.claim is not None else None
+        if region is not None:
+            return np.frombuffer(region, dtype=dtype).reshape(rows, width)
         if self._mem.nbytes < need:
             self._mem = np.empty(0, dtype=np.uint8)  # free the old memory before taking the larger one
             self._mem = np.empty(need, dtype=np.uint8)
@@ -207,21 +212,27 @@ def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
 
 
 def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterable[np.ndarray],
-               direct: bool = False) -> dict[str, Any]:
+               direct: bool = False, buffer: ShardBuffer | None = None) -> dict[str, Any]:
     """Write the C-order bytes of an array of ``shape`` given as ``chunks`` (consecutive rows) exactly as ``np.save``
     would, to a temporary name renamed to ``final``; return its size and the xxh64 of the bytes written (hashed
-    from memory: the file is not read back). ``direct``: through O_DIRECT (:class:`DirectWriter`), else the page
-    cache 256 KiB a write (:func:`write_in_pieces`)."""
+    from memory: the file is not read back). ``direct``: through O_DIRECT (:class:`DirectWriter`; the chunks of
+    ``buffer`` are then built in its blocks), else the page cache 256 KiB a write (:func:`write_in_pieces`)."""
     header = npy_header(shape, dtype)
     digest = xxhash.xxh64(header)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if direct:
         with DirectWriter(tmp) as w:
             w.write(header)
-            for chunk in chunks:
-                chunk = np.ascontiguousarray(chunk, dtype=dtype)
-                digest.update(chunk)
-                w.write(chunk)
+            if buffer is not None:
+                buffer.claim = w.claim
+            try:
+                for chunk in chunks:
+                    chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                    digest.update(chunk)
+                    w.write(chunk)
+            finally:
+                if buffer is not None:
+                    buffer.claim = None
         size = tmp.stat().st_size
     else:
         with open(tmp, "wb") as f:
@@ -245,7 +256,7 @@ def write_shard(job: ShardJob, j: int, buffer: ShardBuffer | None = None) -> Non
     n, names = len(layout.order), shard_files(j)
     files = {
         names["tokens"]: _write_npy(job.folder / names["tokens"], (n, job.seq_len + 1), np.dtype(job.dtype),
-                                    _token_chunks(job, layout, buffer), direct=job.direct),
+                                    _token_chunks(job, layout, buffer), direct=job.direct, buffer=buffer),
         names["source"]: _write_npy(job.folder / names["source"], (n,), layout.order.dtype, [layout.order]),
         names["position"]: _write_npy(job.folder / names["position"], (n,), layout.positions.dtype,
                                       [layout.positions]),
