@@ -299,28 +299,33 @@ def write_in_pieces(f: BinaryIO, data: Any) -> None:
         f.write(view[start : start + WRITE_PIECE_BYTES])
 
 
-# O_DIRECT writes of 16 MiB, two blocks (one written by a thread while the other fills). x1000's pack (2.7 GB):
-# 4 MiB blocks 3.63-3.74 s, 16 MiB 2.72-2.82 s, 32 MiB 2.89-3.21 s, 64 MiB 3.09 s (dd alone: 1.4-2.3 GB/s)
+# Blocks of 16 MiB, two (one written by a thread while the other fills). x1000's pack (2.7 GB, O_DIRECT): 4 MiB
+# blocks 3.63-3.74 s, 16 MiB 2.72-2.82 s, 32 MiB 2.89-3.21 s, 64 MiB 3.09 s (dd alone: 1.4-2.3 GB/s)
 DIRECT_BLOCK_BYTES = 1 << 24
 DIRECT_ALIGN = 4096  # buffer address, file offset and length of every O_DIRECT write (logical blocks: 512 here)
 
 
-class DirectWriter:
-    """A new file written front to back through ``O_DIRECT`` (the page cache bypassed), for outputs too large to
-    be read back from memory. Bytes go through two aligned ``DIRECT_BLOCK_BYTES`` buffers; full blocks are written
-    direct, the last partial block through the page cache (O_DIRECT needs whole aligned blocks). Where the
-    filesystem refuses O_DIRECT (tmpfs before Linux 6.6, some network filesystems) every write goes through the
-    page cache.
+class BlockWriter:
+    """A new file written front to back through two aligned ``DIRECT_BLOCK_BYTES`` blocks: one is filled (by
+    :meth:`write`, or in place through :meth:`claim`) while a thread hashes (xxh64 of every byte written:
+    :meth:`hexdigest`) and writes the other. Both release the GIL, so the caller's next block is built while the
+    last one is hashed and written: x100's pack (269 MB) spent ~0.09 s of its 0.31 s in the hash and the page-cache
+    writes, which now run beside it.
 
-    Why (measured on this project's VM, ext4 on virtio, Linux 6.18): once the ~1 GiB of memory the guest holds
-    cheaply is used, each new page-cache page costs ~9 us to fault back in from the host (2.2 s/GB: x1000's 2.7
-    GB pack paid 5.9-6.3 s for it), while O_DIRECT wrote 3 GiB in 1.4-2.0 s, fsync included. It also leaves the
-    page cache to the token shards the next phase reads. Same bytes either way (tests)."""
+    ``direct``: full blocks go through ``O_DIRECT`` (the page cache bypassed; the last partial block through the
+    page cache, as O_DIRECT needs whole aligned blocks), for outputs too large to be read back from memory. Where
+    the filesystem refuses O_DIRECT (tmpfs before Linux 6.6, some network filesystems), and when ``direct`` is
+    False, blocks go to the page cache ``WRITE_PIECE_BYTES`` a write (:func:`write_in_pieces`).
 
-    def __init__(self, path: Path) -> None:
+    Why direct (measured on this project's VM, ext4 on virtio, Linux 6.18): once the ~1 GiB of memory the guest
+    holds cheaply is used, each new page-cache page costs ~9 us to fault back in from the host (2.2 s/GB: x1000's
+    2.7 GB pack paid 5.9-6.3 s for it), while O_DIRECT wrote 3 GiB in 1.4-2.0 s, fsync included. It also leaves
+    the page cache to the token shards the next phase reads. Same bytes either way (tests)."""
+
+    def __init__(self, path: Path, direct: bool = True) -> None:
         self.path = path
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        self.direct = hasattr(os, "O_DIRECT")
+        self.direct = direct and hasattr(os, "O_DIRECT")
         try:
             self.fd = os.open(path, flags | (os.O_DIRECT if self.direct else 0), 0o666)
         except OSError:  # EINVAL: no O_DIRECT on this filesystem
@@ -337,8 +342,14 @@ class DirectWriter:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
         self._claimed = 0  # address of the region claim() handed out, until write() takes it
+        self._hash = xxhash.xxh64()
         self.size = 0  # bytes in the file
         self.direct_bytes = 0  # of which written through O_DIRECT
+
+    def hexdigest(self) -> str:
+        """xxh64 of the bytes written so far to the file (call after :meth:`close` for the whole file)."""
+        self._wait()
+        return self._hash.hexdigest()
 
     def claim(self, nbytes: int) -> memoryview | None:
         """The next ``nbytes`` of the file, to be filled in place and then passed to :meth:`write`, which takes
@@ -388,6 +399,7 @@ class DirectWriter:
             pending.result()  # re-raises the thread's error here
 
     def _flush(self, block: memoryview) -> None:
+        self._hash.update(block)
         if not self.direct:
             self._write_all(block)
             return
@@ -401,9 +413,10 @@ class DirectWriter:
             self._write_all(block)
 
     def _write_all(self, block: memoryview) -> None:
+        piece = len(block) if self.direct else WRITE_PIECE_BYTES  # the page cache: see WRITE_PIECE_BYTES
         done = 0
         while done < len(block):
-            done += os.write(self.fd, block[done:])
+            done += os.write(self.fd, block[done : done + piece])
         self.size += len(block)
 
     def _buffered(self) -> None:
@@ -419,6 +432,7 @@ class DirectWriter:
             if self._fill:
                 if self.direct:
                     self._buffered()
+                self._hash.update(self._block[: self._fill])
                 self._write_all(self._block[: self._fill])
                 self._fill = 0
         finally:
@@ -428,28 +442,33 @@ class DirectWriter:
             self._blocks, self._block = [], memoryview(b"")  # the memory goes back to the free list
             _give_back(self._raw)
 
-    def __enter__(self) -> DirectWriter:
+    def __enter__(self) -> BlockWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-# The blocks of finished DirectWriters, reused by the next: a fresh 32 MiB buffer per shard file cost this VM ~34 ms
+# The blocks of finished BlockWriters, reused by the next: a fresh 32 MiB buffer per shard file cost this VM ~34 ms
 # to fault in (new anonymous memory: 1.06 s/GiB without huge pages).
-_FREE_BLOCKS: list[bytearray] = []
+_FREE_BLOCKS: list[Any] = []
 _FREE_LOCK = threading.Lock()
 
 
-def _take_blocks(nbytes: int) -> bytearray:
+def _take_blocks(nbytes: int) -> Any:
+    """``nbytes`` of uninitialized memory (a uint8 array): pages are faulted in as they are first written, so a
+    file smaller than the blocks pays only for what it fills (``bytearray(n)`` zeroed all 32 MiB up front: +17 ms
+    for x10's 27 MB pack)."""
+    import numpy as np
+
     with _FREE_LOCK:
         for i, raw in enumerate(_FREE_BLOCKS):
             if len(raw) == nbytes:
                 return _FREE_BLOCKS.pop(i)
-    return bytearray(nbytes)
+    return np.empty(nbytes, dtype=np.uint8)
 
 
-def _give_back(raw: bytearray) -> None:
+def _give_back(raw: Any) -> None:
     with _FREE_LOCK:
         if len(_FREE_BLOCKS) < 2:
             _FREE_BLOCKS.append(raw)

@@ -403,6 +403,48 @@ def test_python_and_compiled_interleave_agree() -> None:
             assert s1 == s2 == state_at(fast[j + 1])
 
 
+def test_deadline_order_runner_is_the_rule() -> None:
+    """The numpy runner (the deadline order where it holds, the rule's Python statements where it stops) gives the
+    compiled rule's ids, final counts and snapshots for phases it runs whole in the deadline order (two sources,
+    equal counts: ties broken by source id), ones where it stops early (3-8 skewed sources), counts with zeros and
+    one source, started mid-phase and with bounds on every side of its windows."""
+    import mixlab.pack.order as order_module
+
+    rng = np.random.default_rng(21)
+    cases = [[16900, 16300], [3000] * 8, [7, 0, 7], [1], [2, 1], [20000, 9000, 4000], [5000, 1]]
+    cases += [[int(c) for c in rng.integers(0, 3000, int(rng.integers(2, 9)))] for _ in range(30)]
+    cases += [[int(c) + 1 for c in rng.integers(0, 30000, 2)] for _ in range(10)]
+    stopped = whole = 0
+    for trial, counts in enumerate(cases):
+        counts[0] += 1
+        cnt, k = np.array(counts, dtype=np.int64), len(counts)
+        total = int(cnt.sum())
+        start = int(rng.integers(0, total))  # a mid-phase state: the rule's counts before `start`
+        prefix = np.zeros(k, dtype=np.int64)
+        order_module._run(cnt, prefix, start, np.empty(0, np.uint8), False, np.zeros(0, np.int64),
+                          np.zeros((0, k), np.int64))
+        n = total - start
+        bounds = np.unique(np.concatenate([rng.integers(start, total + 1, 12), [start, start + 512, start + 513,
+                                                                                   start + 1536, total]]))
+        runs = {}
+        for name in ("_run", "_run_np", "_run_py"):
+            taken, out = prefix.copy(), np.empty(n, np.uint8)
+            snaps = np.full((len(bounds), k), -1, dtype=np.int64)
+            getattr(order_module, name)(cnt, taken, n, out, True, bounds, snaps)
+            runs[name] = (out, taken, snaps)
+        for name in ("_run_np", "_run_py"):
+            assert all(np.array_equal(a, b) for a, b in zip(runs[name], runs["_run"], strict=True)), (trial, name)
+        taken, snaps = prefix.copy(), np.full((len(bounds), k), -1, dtype=np.int64)  # checkpoints only
+        order_module._run_np(cnt, taken, n, np.empty(0, np.uint8), False, bounds, snaps)
+        assert np.array_equal(snaps, runs["_run"][2]) and np.array_equal(taken, runs["_run"][1]), trial
+        mu = 1.0 / (2 * k - 2) if k > 1 else 0.0
+        steps = order_module._sorted_steps(cnt, prefix.copy(), n, total, mu, int(np.ceil(mu * total - 1e-9 * total)),
+                                           start)
+        whole += len(steps) == n
+        stopped += len(steps) < n
+    assert whole >= 10 and stopped >= 10, (whole, stopped)  # both paths of the runner were exercised
+
+
 def test_compiled_and_numpy_phases_are_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A phase packed with the compiled kernels, one packed without numba (the small-phase path), and both again
     with token rows written a few rows at a time (chunks ending mid-shard, 1 to 4 rows) are the same files, byte
@@ -552,9 +594,12 @@ def test_chunks_sliced_from_the_stored_order_equal_the_rule_run_again() -> None:
 
 @pytest.mark.parametrize("block", [8192, 1 << 22])
 def test_direct_writer_writes_the_same_bytes(tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DirectWriter (O_DIRECT in aligned blocks, the partial last block through the page cache) leaves exactly
-    the bytes written, for pieces of any size crossing block boundaries, on a filesystem that takes O_DIRECT and,
-    falling back to the page cache, on one that does not (tmpfs); a phase packed with it equals one without."""
+    """BlockWriter (O_DIRECT in aligned blocks, the partial last block through the page cache) leaves exactly
+    the bytes written, and its xxh64 is theirs, for pieces of any size crossing block boundaries, on a filesystem
+    that takes O_DIRECT, falling back to the page cache on one that does not (tmpfs), and asked for the page cache;
+    a phase packed with it equals one without."""
+    import xxhash
+
     import mixlab.pack.writer as writer
     import mixlab.workspace as workspace
 
@@ -569,26 +614,30 @@ def test_direct_writer_writes_the_same_bytes(tmp_path: Path, block: int, monkeyp
             raise OSError(22, "Invalid argument")
         return real_open(path, flags, mode)
 
-    for refused in (False, True):
-        if refused:
+    for mode in ("direct", "refused", "cached"):
+        if mode == "refused":
             monkeypatch.setattr(workspace.os, "open", refuse_direct)
-        path = tmp_path / f"direct-{refused}.bin"
-        # the second file (its writer reuses the first one's blocks) holds other bytes: nothing stale may leak
-        order = pieces if not refused else [p[::-1].copy() for p in reversed(pieces)]
-        with workspace.DirectWriter(path) as w:
+        path = tmp_path / f"direct-{mode}.bin"
+        # later files (their writers reuse the first one's blocks) hold other bytes: nothing stale may leak
+        order = pieces if mode == "direct" else [p[::-1].copy() for p in reversed(pieces)]
+        if mode == "cached":
+            order = [p ^ 0x5A for p in order]
+        with workspace.BlockWriter(path, direct=mode != "cached") as w:
             for p in order:
                 w.write(p)
         monkeypatch.setattr(workspace.os, "open", real_open)
-        assert path.read_bytes() == b"".join(p.tobytes() for p in order) and w.size == len(expected), refused
+        data = path.read_bytes()
+        assert data == b"".join(p.tobytes() for p in order) and w.size == len(expected), mode
+        assert w.hexdigest() == xxhash.xxh64(data).hexdigest(), mode
         # whole aligned blocks direct where the filesystem takes O_DIRECT (ext4, tmpfs since Linux 6.6), less than
-        # a block left to the page cache; nothing direct where refused
+        # a block left to the page cache; nothing direct where refused or not asked for
         unit, left = workspace.DIRECT_ALIGN, len(expected) - w.direct_bytes
-        assert w.direct_bytes == 0 if refused else (w.direct_bytes % unit == 0 and left < block + unit
-                                                     or w.direct_bytes == 0), refused
+        assert w.direct_bytes == 0 if mode != "direct" else (w.direct_bytes % unit == 0 and left < block + unit
+                                                              or w.direct_bytes == 0), mode
 
     # regions claimed and filled in place, between copied writes, across blocks: the bytes in the order given
     path, written = tmp_path / "claimed.bin", []
-    with workspace.DirectWriter(path) as w:
+    with workspace.BlockWriter(path) as w:
         for n in (128, 5000, 3000, block, 7, block + 1, 4093, 2 * block, 1):
             region = w.claim(n)
             data = rng.integers(0, 256, n, dtype=np.uint8)
@@ -602,7 +651,7 @@ def test_direct_writer_writes_the_same_bytes(tmp_path: Path, block: int, monkeyp
             written.append(data.tobytes())
             w.write(bytes([n % 251]))  # a copied byte between claims: claims start at unaligned offsets
             written.append(bytes([n % 251]))
-    assert path.read_bytes() == b"".join(written)
+    assert path.read_bytes() == b"".join(written) and w.hexdigest() == xxhash.xxh64(b"".join(written)).hexdigest()
 
     sources = {"a": block_source("a", 5, 21, 100), "b": block_source("b", 3, 22, 300)}
     phases = {}

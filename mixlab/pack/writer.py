@@ -32,15 +32,13 @@ Contract (see ``../shared/design/ARCHITECTURE.md``, "Exact proportions"):
   ~4.8 s per GB written) instead of handing the bytes to the page cache (0.2-2.7 s per GB on this VM).
 
 Measured (2-core shared VM, ``benchmarks/results/pack_speed.md``): 400M uint16 tokens in 1.1 s with default
-shards, 2.0 s in 191 shards of 2,048 sequences (was 3.7 s and 4.5-12.6 s); a 4M-token phase in 0.04 s (was
-0.5-1.2 s, mostly numba starting, now skipped below ``JIT_MIN_STEPS`` sequences); 679M cl100k tokens (x1000 sample,
-uint32) in 8.2-8.7 s (was 12.4 s), of which ~6 s is this VM putting 2.7 GB into the page cache.
+shards, 2.0 s in 191 shards of 2,048 sequences (was 3.7 s and 4.5-12.6 s); the pack of x10 / x100 / x1000 of the
+sample (6.8M / 68M / 679M cl100k tokens, uint32) in 0.03 / 0.26 / 2.1 s, 4-5% of tokenizing them (see
+``benchmarks/bench_pack_vs_tokenize.py``; x1000 was 12.4 s, mostly this VM putting 2.7 GB into the page cache).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import io
 import json
 import os
@@ -71,7 +69,7 @@ from mixlab.pack.manifest import (
 from mixlab.pack.order import JIT_MIN_STEPS, interleave_chunk, jit_started, state_at
 from mixlab.pack.plan import DEFAULT_SHARD_SEQUENCES, PhasePlan, plan_phase
 from mixlab.pack.source import TokenSource, layout_of, read_windows
-from mixlab.workspace import DirectWriter, write_in_pieces
+from mixlab.workspace import BlockWriter, write_in_pieces
 
 
 class PackIncomplete(MixlabError):
@@ -123,7 +121,7 @@ def shard_done(job: ShardJob, j: int, verify: bool = False) -> bool:
     return True
 
 
-# Phases from this size write their token files through O_DIRECT (mixlab.workspace.DirectWriter): they will not
+# Phases from this size write their token files through O_DIRECT (mixlab.workspace.BlockWriter): they will not
 # be read back from memory, and here new page cache costs 2.2 s/GB past the first ~1 GiB against ~0.5-0.7 s/GB
 # direct (x1000, 2.7 GB: see benchmarks/results/pack_speed.md); smaller ones stay in the page cache for the trainer.
 DIRECT_MIN_BYTES = 1 << 30
@@ -131,22 +129,24 @@ CHUNK_BYTES = 1 << 24  # token rows built and written at a time: 16 MiB, ~2,000 
 
 
 class ShardBuffer:
-    """What one task reuses from shard to shard: the memory of one chunk of token rows (``CHUNK_BYTES``) and, per
-    source, the table of the block its last window came from (the next chunk or shard continues in it).
+    """What one task reuses from shard to shard: per source, the table of the block its last window came from (the
+    next chunk or shard continues in it), and the memory chunks of token rows are built in (``CHUNK_BYTES``).
 
     Rows are built and written a chunk at a time rather than a whole shard (537 MB of uint32 tokens at the default
-    65,536 sequences of 2,049): memory this VM hands out fresh costs ~0.2 s/GB to fault in, ~2-2.7 s/GB once it
-    has taken it back (a few seconds after a process frees it), so a shard-sized buffer cost a fresh pack process
-    up to ~1.4 s; a reused 16 MiB chunk costs that once per task. Peak RSS at x1000: 996 MB before, 137 MB."""
+    65,536 sequences of 2,049): memory this VM hands out fresh costs ~0.2-1 s/GB to fault in, ~2-2.7 s/GB once it
+    has taken it back, so a shard-sized buffer cost a fresh pack process up to ~1.4 s. Token files are written
+    through a :class:`BlockWriter`, whose ``claim`` hands out the file's next bytes in its blocks: rows are built in
+    place there, and ``_mem`` serves only :func:`build_shard` and rows larger than a block. Peak RSS at x1000: 996 MB
+    with shard buffers, 99 MB now."""
 
     def __init__(self) -> None:
         self._mem = np.empty(0, dtype=np.uint8)
         self.tables: dict[int, dict[tuple[int, int], BlockTable]] = {}
-        self.claim: Callable[[int], memoryview | None] | None = None  # a DirectWriter's, while it writes tokens
+        self.claim: Callable[[int], memoryview | None] | None = None  # a BlockWriter's, while it writes tokens
 
     def tokens(self, rows: int, width: int, dtype: np.dtype) -> np.ndarray:
         """An uninitialized C-contiguous ``[rows, width]`` array of ``dtype``: the file's next bytes in the
-        DirectWriter's block while ``claim`` is set (no copy when written), else over the reused memory."""
+        BlockWriter's block while ``claim`` is set (no copy when written), else over the reused memory."""
         need = rows * width * dtype.itemsize
         region = self.claim(need) if self.claim is not None else None
         if region is not None:
@@ -214,35 +214,39 @@ def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
 
 
 def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterable[np.ndarray],
-               direct: bool = False, buffer: ShardBuffer | None = None) -> dict[str, Any]:
+               buffer: ShardBuffer | None = None, direct: bool = False) -> dict[str, Any]:
     """Write the C-order bytes of an array of ``shape`` given as ``chunks`` (consecutive rows) exactly as ``np.save``
     would, to a temporary name renamed to ``final``; return its size and the xxh64 of the bytes written (hashed
-    from memory: the file is not read back). ``direct``: through O_DIRECT (:class:`DirectWriter`; the chunks of
-    ``buffer`` are then built in its blocks), else the page cache 256 KiB a write (:func:`write_in_pieces`)."""
+    from memory: the file is not read back). With ``buffer`` (the token files), through a :class:`BlockWriter`
+    whose blocks the buffer's chunks are built in, hashed and written by its thread while the next chunk is built
+    (``direct``: O_DIRECT); else (the small sidecars) hashed here and written 256 KiB a write."""
     header = npy_header(shape, dtype)
-    digest = xxhash.xxh64(header)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    with contextlib.ExitStack() as stack:
-        if direct:
-            w = stack.enter_context(DirectWriter(tmp))
-            write: Callable[[Any], None] = w.write
-            if buffer is not None:  # the buffer's chunks are built in the writer's blocks while it writes
-                buffer.claim = w.claim
-                stack.callback(setattr, buffer, "claim", None)
-        else:
-            f = stack.enter_context(open(tmp, "wb"))
-            write = functools.partial(write_in_pieces, f)
-        write(header)
-        for chunk in chunks:
-            chunk = np.ascontiguousarray(chunk, dtype=dtype)
-            digest.update(chunk)
-            write(chunk)
+    if buffer is not None:
+        with BlockWriter(tmp, direct=direct) as w:
+            buffer.claim = w.claim
+            try:
+                w.write(header)
+                for chunk in chunks:
+                    w.write(np.ascontiguousarray(chunk, dtype=dtype))
+            finally:
+                buffer.claim = None
+        digest = w.hexdigest()
+    else:
+        h = xxhash.xxh64(header)
+        with open(tmp, "wb") as f:
+            write_in_pieces(f, header)
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                h.update(chunk)
+                write_in_pieces(f, chunk)
+        digest = h.hexdigest()
     size = tmp.stat().st_size
     expected = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     if size != expected:  # pragma: no cover - contract guard: the chunks must tile the array
         raise AssertionError(f"{tmp}: wrote {size} bytes, an array of {shape} {dtype} takes {expected}")
     os.replace(tmp, final)
-    return {"bytes": size, "xxh64": digest.hexdigest()}
+    return {"bytes": size, "xxh64": digest}
 
 
 def write_shard(job: ShardJob, j: int, buffer: ShardBuffer | None = None) -> None:
@@ -252,7 +256,7 @@ def write_shard(job: ShardJob, j: int, buffer: ShardBuffer | None = None) -> Non
     n, names = len(layout.order), shard_files(j)
     files = {
         names["tokens"]: _write_npy(job.folder / names["tokens"], (n, job.seq_len + 1), np.dtype(job.dtype),
-                                    _token_chunks(job, layout, buffer), direct=job.direct, buffer=buffer),
+                                    _token_chunks(job, layout, buffer), buffer, direct=job.direct),
         names["source"]: _write_npy(job.folder / names["source"], (n,), layout.order.dtype, [layout.order]),
         names["position"]: _write_npy(job.folder / names["position"], (n,), layout.positions.dtype,
                                       [layout.positions]),
