@@ -159,12 +159,13 @@ class TokenShardSet:
             m = read_set_manifest(self.path)
         except CorruptOutputError as e:
             return [str(e)]
+        self.__dict__["manifest"] = m  # what `manifest` reads from now on: a second copy cost x1000's pack 6 MB
         if m.format_version != FORMAT_VERSION:
             return [f"{self.path}: format_version {m.format_version}, this mixlab reads {FORMAT_VERSION}"]
         expected = m.expected_files()
         if sorted(m.files) != expected:
             return [f"{self.path}/{MANIFEST}: records {len(m.files)} files, its blocks have {len(expected)}"]
-        return verify(self.path, {n: f.model_dump() for n, f in m.files.items()})
+        return verify(self.path, m.files)
 
     def verified(self) -> TokenShardSet:
         """This set after checking every file against its recorded digest (module contract)."""

@@ -521,8 +521,9 @@ def digests(folder: Path, names: list[str] | None = None) -> dict[str, dict[str,
     return {n: {"bytes": (folder / n).stat().st_size, "xxh64": digest(folder / n)} for n in names}
 
 
-def verify(folder: Path, recorded: Mapping[str, Mapping[str, Any]], check_digest: bool = True) -> list[str]:
-    """Problems of ``folder`` against recorded ``{name: {"bytes", "xxh64"}}`` (empty list: all good)."""
+def verify(folder: Path, recorded: Mapping[str, Any], check_digest: bool = True) -> list[str]:
+    """Problems of ``folder`` against recorded ``{name: {"bytes", "xxh64"}}`` (empty list: all good); an entry is
+    anything ``entry["bytes"]`` and ``entry["xxh64"]`` read (a dict, a :class:`~mixlab.sealed.FileEntry`)."""
     problems = []
     for name, entry in recorded.items():
         f = Path(folder) / name
