@@ -452,16 +452,23 @@ def test_compiled_and_numpy_phases_are_byte_identical(tmp_path: Path, monkeypatc
     import io
 
     import mixlab.pack.writer as writer
+    import mixlab.workspace as workspace
 
     sources = {"a": block_source("a", 5, 21, 100), "b": block_source("b", 3, 22, 300)}
     phases = {}
+    claimed: list[int] = []  # the sizes of the regions rows were built in
+    real_claim = workspace.BlockWriter.claim
+    monkeypatch.setattr(workspace.BlockWriter, "claim", lambda self, n: claimed.append(n) or real_claim(self, n))
     for name, jit, rows in (("compiled", True, 0), ("numpy", False, 0), ("compiled-rows", True, 3),
                             ("numpy-rows", False, 4), ("numpy-row", False, 1)):
         monkeypatch.setattr(writer, "JIT_MIN_STEPS", 0 if jit else 1 << 62)
         monkeypatch.setattr(writer, "jit_started", lambda: False)
-        monkeypatch.setattr(writer, "CHUNK_BYTES", rows * (L + 1) * 2 or 1 << 24)
+        # rows are built a writer block at a time, in place: blocks of a few rows end chunks mid-shard
+        monkeypatch.setattr(workspace, "CACHED_BLOCK_BYTES", rows * (L + 1) * 2 or 1 << 23)
+        claimed.clear()
         phases[name] = pack(tmp_path, name, {"a": 0.55, "b": 0.45}, tokens=120 * L, starts={"b": 3},
                             sources=sources, shard_sequences=9, max_repeat=30.0)
+        assert claimed and (not rows or max(claimed) <= rows * (L + 1) * 2), (name, claimed[:4])
     assert all(m.files == phases["compiled"].files for m in phases.values())
     for f in phases["compiled"].files:
         data = (tmp_path / "compiled" / f).read_bytes()

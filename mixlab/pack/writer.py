@@ -125,7 +125,7 @@ def shard_done(job: ShardJob, j: int, verify: bool = False) -> bool:
 # be read back from memory, and here new page cache costs 2.2 s/GB past the first ~1 GiB against ~0.5-0.7 s/GB
 # direct (x1000, 2.7 GB: see benchmarks/results/pack_speed.md); smaller ones stay in the page cache for the trainer.
 DIRECT_MIN_BYTES = 1 << 30
-CHUNK_BYTES = 1 << 24  # token rows built and written at a time: 16 MiB, ~2,000 rows of 2,049 uint32 tokens
+CHUNK_BYTES = 1 << 24  # rows built at a time outside a BlockWriter (build_shard): 16 MiB, ~2,000 rows of 2,049 uint32
 
 
 class ShardBuffer:
@@ -143,6 +143,7 @@ class ShardBuffer:
         self._mem = np.empty(0, dtype=np.uint8)
         self.tables: dict[int, dict[tuple[int, int], BlockTable]] = {}
         self.claim: Callable[[int], memoryview | None] | None = None  # a BlockWriter's, while it writes tokens
+        self.chunk_bytes = 0  # the size of that writer's blocks (rows are built a block at a time), else CHUNK_BYTES
 
     def tokens(self, rows: int, width: int, dtype: np.dtype) -> np.ndarray:
         """An uninitialized C-contiguous ``[rows, width]`` array of ``dtype``: the file's next bytes in the
@@ -186,7 +187,7 @@ def _token_chunks(job: ShardJob, layout: _ShardLayout, buffer: ShardBuffer) -> I
     """Shard rows ``[r0, r1)`` chunk after chunk (views into ``buffer``, valid until the next one): in each,
     every source's windows whose rows fall there, read from its ledger by :func:`read_windows`."""
     n, L, dtype = len(layout.order), job.seq_len, np.dtype(job.dtype)
-    step = max(1, CHUNK_BYTES // ((L + 1) * dtype.itemsize))
+    step = max(1, (buffer.chunk_bytes or CHUNK_BYTES) // ((L + 1) * dtype.itemsize))
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
         out = buffer.tokens(r1 - r0, L + 1, dtype)
@@ -224,13 +225,13 @@ def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Ite
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if buffer is not None:
         with BlockWriter(tmp, direct=direct) as w:
-            buffer.claim = w.claim
+            buffer.claim, buffer.chunk_bytes = w.claim, w.block_bytes
             try:
                 w.write(header)
                 for chunk in chunks:
                     w.write(np.ascontiguousarray(chunk, dtype=dtype))
             finally:
-                buffer.claim = None
+                buffer.claim, buffer.chunk_bytes = None, 0
         digest = w.hexdigest()
     else:
         h = xxhash.xxh64(header)
