@@ -188,7 +188,7 @@ class TokenShardSet:
 
     def block(self, split: Split, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(flat tokens as a read-only memory map, int64 document lengths) of block ``i`` of ``split``: the values
-        and dtypes ``np.load`` gives (``mmap_mode="r"`` for the tokens), opened in ~25 us instead of ~160 us
+        and dtypes ``np.load`` gives (``mmap_mode="r"`` for the tokens), both opened in ~30 us instead of ~160 us
         (:func:`_open_block_file`)."""
         entry = self.blocks(split)[i]
         tokens = _open_block_file(self.path / block_file(entry.name, split, "tokens.npy"), self.tokenizer.dtype,
@@ -235,16 +235,23 @@ def _npy_header(descr: str, count: int) -> bytes:
 def _open_block_file(path: Path, dtype: np.dtype, count: int, mmap: bool) -> np.ndarray:
     """A block's 1-D ``.npy`` file whose dtype and length the manifest gives: when the file starts with exactly the
     header those imply and has exactly their size, its data is memory-mapped read-only (``mmap``) or read, skipping
-    ``np.load``'s header parsing and second open; any other file goes to ``np.load``, which reads (or refuses) it."""
+    ``np.load``'s header parsing and second open; any other file goes to ``np.load``, which reads (or refuses) it.
+    Plain descriptor calls (no Python file object): ~15 us a file here against ~36 through ``open``."""
     header = _npy_header(np.lib.format.dtype_to_descr(dtype), count)
-    with open(path, "rb") as f:
-        if f.read(len(header)) == header and os.fstat(f.fileno()).st_size == len(header) + count * dtype.itemsize:
-            if not mmap:
-                return np.fromfile(f, dtype=dtype, count=count)
+    nbytes = count * dtype.itemsize
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size == len(header) + nbytes and os.pread(fd, len(header), 0) == header:
             if count == 0:
                 return np.zeros(0, dtype=dtype)
-            return np.frombuffer(mmap_module.mmap(f.fileno(), 0, access=mmap_module.ACCESS_READ), dtype=dtype,
-                                 count=count, offset=len(header))
+            if mmap:
+                return np.frombuffer(mmap_module.mmap(fd, 0, access=mmap_module.ACCESS_READ), dtype=dtype,
+                                     count=count, offset=len(header))
+            out = np.empty(count, dtype=dtype)
+            if os.preadv(fd, [memoryview(out).cast("B")], len(header)) == nbytes:
+                return out
+    finally:
+        os.close(fd)
     return np.load(path, mmap_mode="r" if mmap else None)
 
 

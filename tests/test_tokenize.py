@@ -188,3 +188,23 @@ def test_block_counts_and_bounded_heldout_sequences(corpus) -> None:
         assert seqs[i].tolist() == held[i * 16 : i * 16 + 17].tolist()
     everything = one.heldout_sequences(seq_len=16, max_sequences=10**6)
     assert len(everything) == (len(held) - 1) // 16
+
+
+def test_block_files_open_directly_or_through_np_load(tmp_path: Path) -> None:
+    """A block file with exactly the header and size its manifest entry implies is memory-mapped (tokens) or read
+    (lengths) directly, with ``np.load``'s values; any other ``.npy`` goes to ``np.load``: a big-endian copy reads
+    as the same values, a truncated file is refused, a zero-length block is empty."""
+    from mixlab.shards import _open_block_file
+
+    values = np.arange(1000, dtype=np.uint32) * 7
+    np.save(tmp_path / "plain.npy", values)
+    np.save(tmp_path / "swapped.npy", values.astype(">u4"))
+    np.save(tmp_path / "empty.npy", values[:0])
+    (tmp_path / "short.npy").write_bytes((tmp_path / "plain.npy").read_bytes()[:-4])
+    for mmap in (True, False):
+        plain = _open_block_file(tmp_path / "plain.npy", np.dtype(np.uint32), 1000, mmap)
+        assert plain.flags.writeable != mmap and np.array_equal(plain, values)  # a read-only map, or read
+        assert np.array_equal(_open_block_file(tmp_path / "swapped.npy", np.dtype(np.uint32), 1000, mmap), values)
+        assert len(_open_block_file(tmp_path / "empty.npy", np.dtype(np.uint32), 0, mmap)) == 0
+        with pytest.raises(ValueError):
+            _open_block_file(tmp_path / "short.npy", np.dtype(np.uint32), 1000, mmap)
