@@ -325,9 +325,11 @@ class BlockWriter:
     Why direct (measured on this project's VM, ext4 on virtio, Linux 6.18): once the ~1 GiB of memory the guest
     holds cheaply is used, each new page-cache page costs ~9 us to fault back in from the host (2.2 s/GB: x1000's
     2.7 GB pack paid 5.9-6.3 s for it), while O_DIRECT wrote 3 GiB in 1.4-2.0 s, fsync included. It also leaves
-    the page cache to the token shards the next phase reads. Same bytes either way (tests)."""
+    the page cache to the token shards the next phase reads. Same bytes either way (tests).
 
-    def __init__(self, path: Path, direct: bool = True) -> None:
+    ``size_hint``: the bytes the file will hold, if known (only sizes the work done ahead)."""
+
+    def __init__(self, path: Path, direct: bool = True, size_hint: int = 0) -> None:
         self.path = path
         self.block_bytes = DIRECT_BLOCK_BYTES if direct else CACHED_BLOCK_BYTES  # what claim() hands out at most
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -352,7 +354,8 @@ class BlockWriter:
         self._hash = xxhash.xxh64()
         self.size = 0  # bytes in the file
         self.direct_bytes = 0  # of which written through O_DIRECT
-        if fresh:  # new memory: the thread faults the second block in while the first one fills (x10: 8 MiB, ~6 ms)
+        if fresh and size_hint > self.block_bytes:  # new memory the file will fill: the thread faults the second
+            # block in while the first one fills (x10: 8 MiB, ~6 ms); a smaller file never touches it
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="mixlab-direct")
             self._pending = self._pool.submit(_fault_in, self._blocks[1])
 

@@ -222,9 +222,10 @@ def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Ite
     whose blocks the buffer's chunks are built in, hashed and written by its thread while the next chunk is built
     (``direct``: O_DIRECT); else (the small sidecars) hashed here and written 256 KiB a write."""
     header = npy_header(shape, dtype)
+    expected = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if buffer is not None:
-        with BlockWriter(tmp, direct=direct) as w:
+        with BlockWriter(tmp, direct=direct, size_hint=expected) as w:
             buffer.claim, buffer.chunk_bytes = w.claim, w.block_bytes
             try:
                 w.write(header)
@@ -243,7 +244,6 @@ def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Ite
                 write_in_pieces(f, chunk)
         digest = h.hexdigest()
     size = tmp.stat().st_size
-    expected = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     if size != expected:  # pragma: no cover - contract guard: the chunks must tile the array
         raise AssertionError(f"{tmp}: wrote {size} bytes, an array of {shape} {dtype} takes {expected}")
     os.replace(tmp, final)
