@@ -475,6 +475,51 @@ def test_sentence_64_bytes_at_a_time_exactly():
     assert compiled.line_scores(stripped).tolist() == [ref.line_score(s) for s in stripped]
 
 
+def _camel_lines(n: int, seed: int) -> list[str]:
+    """Lines of 0-5 uppercase letters, each after one of: an ASCII lowercase letter, an uppercase one, a digit,
+    ``_``, a space or tab, non-ASCII letters of 2-4 bytes (lowercase, title case, the Kelvin sign, an emoji),
+    a lowercase letter then a non-ASCII character, a combining mark, or Markdown that substitutes to ``x``
+    (`` `c` ``, ``[a](b)``); some lines start with an uppercase letter or with indentation, a few prose words
+    between."""
+    rng = random.Random(seed)
+    before = ["a", "z", "q", "A", "Z", "0", "_", " ", "\t", "(", "@", "\u00e9", "\u00df", "\u212a", "\u01c5",
+              "\U0001f600", "a\u00e9", "z\u00df", "a\u0301", "a\U0001f600", "`c`", "[a](b)", "x`c`"]  # fmt: skip
+    before += ["a", "z", "q", "xy"] * 4  # enough lines with 3 and more pairs
+    words = ["the", "of", "it", "which", "x", "=", "Foo"]
+    lines = []
+    for _ in range(n):
+        parts = [rng.choice(["", "", " ", "  ", "\t", "B", "Qa"])]
+        for _ in range(rng.randint(0, 5)):
+            parts.append(rng.choice(before) + rng.choice("ABMZ") + rng.choice(["", "", "b", "x"]))
+            parts.append(rng.choice(["", " ", " ", " the "]))
+        parts += [" " + rng.choice(words) for _ in range(rng.randint(0, 4))]
+        lines.append("".join(parts))
+    return lines
+
+
+def test_camel_pairs_kept_only_after_ascii_lowercase():
+    """Pass 1 keeps an uppercase letter for pass 2 only right after an ASCII lowercase one, and pass 2 counts
+    each kept one as a CAMEL pair: the line scores (0, 1-2 and 3+ identifier tokens score differently) equal
+    the reference's where the byte before an uppercase letter is any kind of character, the line's first, or
+    in a Markdown copy; and so do labels and code fractions of documents where a line ending in a lowercase
+    letter is followed by one starting with an uppercase letter."""
+    lines = _camel_lines(4000, 12)
+    counts = [len(rules.CAMEL.findall(line)) for line in lines]
+    assert all(counts.count(k) > 150 for k in range(4))  # 0, 1, 2, 3 pairs: the score's steps
+    assert sum("a\u00e9" + u in line for line in lines for u in "ABMZ") > 50  # [a-z], non-ASCII, [A-Z]
+    stripped = [line.strip() for line in lines if line.strip()]
+    assert compiled.line_scores(stripped).tolist() == [ref.line_score(s) for s in stripped]
+    rng = random.Random(13)
+    docs = ["\n".join(rng.sample(lines, 8)) for _ in range(300)]
+    docs += ["a\nB", "abc\nDef gHi\nxY", "\u00e9\nA", "`x`\nA a`b`C"]
+    assert [f for i in range(0, len(docs), 64) for f in fast.code_fractions(docs[i : i + 64])] == [
+        ref.code_fraction(text) for text in docs
+    ]
+    for text in docs[:100]:
+        lines_of = text.split("\n")
+        assert fast.classify_lines(lines_of) == ref.classify_lines(lines_of)
+
+
 def test_dfa_builder_refuses_what_it_cannot_express():
     """Backreferences, atomic groups, multi-character lookaheads inside a pattern, \\B, flags and non-ASCII literals
     raise instead of matching differently."""

@@ -31,7 +31,11 @@ with a backtick or ``](`` is scored on its Markdown-substituted copy only. The b
 follows per document. The helpers are compiled without reference counting (``_nrt=False``: array arguments
 would cost an atomic increment and decrement per call).
 
-Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): 133.5-135.8 ms a pass after round 6
+Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): 108-111 ms a pass after round 7 (the line
+helpers :func:`_line`, :func:`_scan`, :func:`_syntax`, :func:`_words`, :func:`_sentence64`, :func:`_substitute`
+inlined into :func:`_doc`: array arguments cost 7-9 words each per call, -19 to -26 ms; pass 1 keeps an
+uppercase letter for pass 2 only after ``[a-z]``, -3 to -5 ms; inlining ``_doc``, ``_walk`` or the small
+helpers as well measured no faster, -0.6 to +48 ms), 133.5-135.8 ms after round 6
 (``SENTENCE`` from 64-byte masks: -1.3 to -4.2 ms in interleaved runs against 137.1-137.7; scoring no line
 whose label ignores its score (fences, comments), ``SENTENCE`` and ``OPERATORS`` after pass 3 only where
 they can still change a label, no ``OPERATORS`` walk on ASCII lines without a character that starts it
@@ -67,6 +71,9 @@ from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 _SPACE, _WORD, _ALPHA, _NOT_LOWER, _LOWER, _SYMBOL, _PUNCT = 1, 2, 8, 16, 32, 64, 128
 TRIG, OPS_START, SENT_DEAD, LOWER_AZ, UPPER_AZ, _ACT_SYMBOL, _ACT_SPACE, _WS_DEAD = 1, 2, 4, 8, 16, 32, 64, 128  # fmt: skip
 _ACT_PASS2 = TRIG | OPS_START | UPPER_AZ | _WS_DEAD  # the characters pass 2 of a line looks at
+# pass 1 keeps an uppercase letter for pass 2 only after an ASCII lowercase one (CAMEL, the only rule that reads
+# it: 26 k of the 592 k uppercase letters of SlimPajama x8's screened text; the kernel -3 to -5 ms, round 7)
+_ACT_PASS2_NOUP = TRIG | OPS_START | _WS_DEAD
 _KW, _KV, _CGUARD, _COMMENT, _LATEX, _SENT, _OPS, _BLOCK = range(8)
 _CODE_SCORE, _WEIGHT, _PRIOR, _AMBIGUOUS = 2, 0.75, 0.5, 0  # the rules' (checked by _code_in_text_compiled)
 _QUICK_SHARE = 0.004  # quick_no_code: fewer QUICK_SYMBOLS than this share of the characters (tested)
@@ -200,13 +207,14 @@ def _prev_word(b, ct, i, st):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, _nrt=False)
 def _bytes(b, ct, act, act_cat, i, de, pos):  # pragma: no cover - compiled
     """Pass 1 over the line from its first non-space byte ``i``: (its end, stripped end, continuation bytes,
-    symbols, OR of the act bits, number of positions written to ``pos``: the characters pass 2 must see).
+    symbols, OR of the act bits, number of positions written to ``pos``: the characters pass 2 must see; an
+    uppercase letter only right after an ASCII lowercase one, ``after_low``: the CAMEL pairs).
 
     The hot loop has few live values (one fused pass with everything kept ~25 live and spilled them: 2x slower);
     a position is written for every byte and kept only when its act bits ask (a branch-free append).
     """
     en = i
-    symbols = orf = n_pos = n_cont = 0
+    symbols = orf = n_pos = n_cont = after_low = 0  # after_low: UPPER_AZ when the byte before is [a-z]
     while i < de:
         c = b[i]
         if c < 128:
@@ -218,7 +226,8 @@ def _bytes(b, ct, act, act_cat, i, de, pos):  # pragma: no cover - compiled
             if not f & _ACT_SPACE:
                 en = i + 1
             pos[n_pos] = i
-            n_pos += (f & _ACT_PASS2) != 0
+            n_pos += ((f & _ACT_PASS2_NOUP) | (f & after_low)) != 0
+            after_low = (f << 1) & UPPER_AZ  # LOWER_AZ << 1
             i += 1
         else:
             cp, w = _decode(b, i)
@@ -232,11 +241,12 @@ def _bytes(b, ct, act, act_cat, i, de, pos):  # pragma: no cover - compiled
                 orf |= _WS_DEAD
             pos[n_pos] = i
             n_pos += (f & _ACT_PASS2) != 0
+            after_low = 0
             i += w
     return i, en, n_cont, symbols, orf, n_pos
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _syntax(b, ct, act, act_cat, st, en, pos, n_pos, n_cont):  # noqa: C901  # pragma: no cover - compiled
     """Pass 2, over the positions pass 1 kept (in order): (identifier tokens: the findall counts of CAMEL, SNAKE,
     CALL, CLOSE (only with a "("), DOLLAR, INDEX, COMPARE; a non-trailing whitespace character that SENTENCE
@@ -256,8 +266,8 @@ def _syntax(b, ct, act, act_cat, st, en, pos, n_pos, n_cont):  # noqa: C901  # p
         if f & _WS_DEAD:
             dead_ws = True
         p = b[i - 1] if i > st else 0
-        if f & UPPER_AZ:  # CAMEL [a-z][A-Z]
-            tokens += 97 <= p <= 122
+        if f & UPPER_AZ:  # CAMEL [a-z][A-Z]: pass 1 keeps an uppercase letter only after [a-z]
+            tokens += 1
         elif c == 40:  # CALL \w\( ; "](" ; CLOSE counts only on a line with "("
             paren = True
             tokens += _prev_word(b, ct, i, st)
@@ -453,7 +463,7 @@ def _token(b, bw, ct, i, en, stop_keys, stop_mult):  # pragma: no cover - compil
     return i, alpha, word, stop
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _words(b, bw, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # noqa: C901  # pragma: no cover
     """Pass 3, the word features of the first 32 tokens: (tokens whose core, what ``strip(PUNCT)`` leaves, is
     alphabetic; those with ``core[1:].islower()``; those that are function words), or of the first tokens that
@@ -596,7 +606,7 @@ def _eq(x, rep):  # pragma: no cover - compiled
     return ~((x ^ rep) + _ALL_LOW7) & _ALL_HIGH
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _sentence64(b, bw, st, en):  # pragma: no cover - compiled
     """:func:`_sentence` of ``b[st:en]`` (``st < en``) whose bytes are all of ``SENTENCE``'s alphabet (no
     ``SENT_DEAD`` character: the only ones :func:`_scan` asks about), 64 bytes at a time: one bit a byte for
@@ -645,7 +655,7 @@ def _sentence64(b, bw, st, en):  # pragma: no cover - compiled
         i += 64
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _scan(
     b, bw, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first, exact
 ):  # noqa: C901, E501  # pragma: no cover
@@ -766,7 +776,7 @@ def _scan(
     return le, st, en, score, n, quotes, close_any, close2, marked
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _substitute(b, ct, st, en, tmp, out):  # pragma: no cover - compiled
     """``MD_LINK.sub("x", INLINE_CODE.sub("x", line))`` of ``b[st:en]`` into ``out``; returns its length."""
     m = 0
@@ -810,7 +820,7 @@ def _substitute(b, ct, st, en, tmp, out):  # pragma: no cover - compiled
     return o
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _line(
     b,
     bw,
@@ -832,7 +842,15 @@ def _line(
     pos,
     exact,
 ):  # noqa: E501  # pragma: no cover
-    """:func:`_scan` of the line at ``ls``, the score taken from its Markdown-substituted copy when it has one."""
+    """:func:`_scan` of the line at ``ls``, the score taken from its Markdown-substituted copy when it has one.
+
+    Both inlined into :func:`_doc` (round 7): a call passes each array argument as 7-9 machine words on the stack
+    (the 15 arrays of ``_line`` and the 13 of ``_scan`` were ~200 pushes a line, blank ones included); the
+    kernel -14 to -19 ms on SlimPajama x8 (interleaved runs). :func:`_syntax`, :func:`_sentence64`,
+    :func:`_words` and :func:`_substitute` are inlined too: together -4 to -8 ms more (two builds each, four
+    runs), one at a time within +-2 ms; the ``_walk`` calls (``COMMENT``, ``KEYWORD_START``) inlined as well
+    measured no better: not done. The cost: compiling ``label_docs`` without a cache takes ~52 CPU s (~19 s
+    before the inlining)."""
     le, st, en, score, n, quotes, close_any, close2, marked = _scan(
         b, bw, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, True, exact
     )
