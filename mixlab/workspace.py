@@ -299,19 +299,17 @@ def write_in_pieces(f: BinaryIO, data: Any) -> None:
         f.write(view[start : start + WRITE_PIECE_BYTES])
 
 
-# Blocks of 16 MiB, two (one written by a thread while the other fills). x1000's pack (2.7 GB, O_DIRECT): 4 MiB
-# blocks 3.63-3.74 s, 16 MiB 2.72-2.82 s, 32 MiB 2.89-3.21 s, 64 MiB 3.09 s (dd alone: 1.4-2.3 GB/s)
-DIRECT_BLOCK_BYTES = 1 << 24
-# Blocks of page-cache writers: every byte of them is new memory for a fresh process, which this VM faults in at
-# 0.7-1 ms/MB, 2-2.7 once the host has taken memory back (x10's pack, a 27 MB file, took 0.03-0.15 s with 16 MiB
-# blocks); the page cache takes its writes 256 KiB at a time whatever the block.
-CACHED_BLOCK_BYTES = 1 << 23
+# Two blocks of 8 MiB (one filled while a thread writes the other). Every byte of them is new memory for a fresh
+# process, which this VM faults in at 0.7-1 ms/MB (2-2.7 once the host has taken memory back), so smaller blocks
+# serve small files: x10's 27 MB pack 0.03-0.08 s with 16 MiB blocks. O_DIRECT, x1000's pack (2.7 GB): 8 MiB
+# 1.75-2.21 s, 16 MiB 1.75-1.86 s (quiet machine); earlier, one write in flight: 4 MiB 3.63-3.74 s, 16 MiB
+# 2.72-2.82 s, 32 MiB 2.89-3.21 s, 64 MiB 3.09 s (dd alone: 1.4-2.3 GB/s).
+BLOCK_BYTES = 1 << 23
 DIRECT_ALIGN = 4096  # buffer address, file offset and length of every O_DIRECT write (logical blocks: 512 here)
 
 
 class BlockWriter:
-    """A new file written front to back through two aligned blocks (``DIRECT_BLOCK_BYTES``, or
-    ``CACHED_BLOCK_BYTES`` without ``direct``): one is filled (by
+    """A new file written front to back through two aligned ``BLOCK_BYTES`` blocks: one is filled (by
     :meth:`write`, or in place through :meth:`claim`) while a thread hashes (xxh64 of every byte written:
     :meth:`hexdigest`) and writes the other. Both release the GIL, so the caller's next block is built while the
     last one is hashed and written: x100's pack (269 MB) spent ~0.09 s of its 0.31 s in the hash and the page-cache
@@ -331,7 +329,7 @@ class BlockWriter:
 
     def __init__(self, path: Path, direct: bool = True, size_hint: int = 0) -> None:
         self.path = path
-        self.block_bytes = DIRECT_BLOCK_BYTES if direct else CACHED_BLOCK_BYTES  # what claim() hands out at most
+        self.block_bytes = BLOCK_BYTES  # what claim() hands out at most
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         self.direct = direct and hasattr(os, "O_DIRECT")
         try:

@@ -464,7 +464,7 @@ def test_compiled_and_numpy_phases_are_byte_identical(tmp_path: Path, monkeypatc
         monkeypatch.setattr(writer, "JIT_MIN_STEPS", 0 if jit else 1 << 62)
         monkeypatch.setattr(writer, "jit_started", lambda: False)
         # rows are built a writer block at a time, in place: blocks of a few rows end chunks mid-shard
-        monkeypatch.setattr(workspace, "CACHED_BLOCK_BYTES", rows * (L + 1) * 2 or 1 << 23)
+        monkeypatch.setattr(workspace, "BLOCK_BYTES", rows * (L + 1) * 2 or 1 << 23)
         claimed.clear()
         phases[name] = pack(tmp_path, name, {"a": 0.55, "b": 0.45}, tokens=120 * L, starts={"b": 3},
                             sources=sources, shard_sequences=9, max_repeat=30.0)
@@ -607,10 +607,9 @@ def test_direct_writer_writes_the_same_bytes(tmp_path: Path, block: int, monkeyp
     a phase packed with it equals one without."""
     import xxhash
 
-    import mixlab.pack.writer as writer
     import mixlab.workspace as workspace
 
-    monkeypatch.setattr(workspace, "DIRECT_BLOCK_BYTES", block)
+    monkeypatch.setattr(workspace, "BLOCK_BYTES", block)
     rng = np.random.default_rng(block)
     pieces = [rng.integers(0, 256, int(n), dtype=np.uint8) for n in (128, 1, 8191, 8192, 8193, 3 * block + 5, 0, 77)]
     expected = b"".join(p.tobytes() for p in pieces)
@@ -662,10 +661,12 @@ def test_direct_writer_writes_the_same_bytes(tmp_path: Path, block: int, monkeyp
 
     sources = {"a": block_source("a", 5, 21, 100), "b": block_source("b", 3, 22, 300)}
     phases = {}
-    for name, limit in (("direct", 0), ("cached", 1 << 62)):
-        monkeypatch.setattr(writer, "DIRECT_MIN_BYTES", limit)
+    for name in ("direct", "cached"):  # token files through O_DIRECT, and where a filesystem refuses it
+        if name == "cached":
+            monkeypatch.setattr(workspace.os, "open", refuse_direct)
         phases[name] = pack(tmp_path, name, {"a": 0.55, "b": 0.45}, tokens=700 * L, starts={"b": 3},
                             sources=sources, shard_sequences=600, max_repeat=30.0)  # shard 0: 10.8 KB of tokens
+        monkeypatch.setattr(workspace.os, "open", real_open)
     assert phases["direct"].files == phases["cached"].files
     for f in phases["direct"].files:
         assert (tmp_path / "direct" / f).read_bytes() == (tmp_path / "cached" / f).read_bytes(), f

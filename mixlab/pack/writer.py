@@ -91,7 +91,6 @@ class ShardJob:
     seed: int
     dtype: str
     jit: bool = True  # compiled kernels, or their Python statements for a phase too small to start numba
-    direct: bool = False  # token files through O_DIRECT: a phase of DIRECT_MIN_BYTES or more
 
     @property
     def num_shards(self) -> int:
@@ -121,10 +120,6 @@ def shard_done(job: ShardJob, j: int, verify: bool = False) -> bool:
     return True
 
 
-# Phases from this size write their token files through O_DIRECT (mixlab.workspace.BlockWriter): they will not
-# be read back from memory, and here new page cache costs 2.2 s/GB past the first ~1 GiB against ~0.5-0.7 s/GB
-# direct (x1000, 2.7 GB: see benchmarks/results/pack_speed.md); smaller ones stay in the page cache for the trainer.
-DIRECT_MIN_BYTES = 1 << 30
 CHUNK_BYTES = 1 << 24  # rows built at a time outside a BlockWriter (build_shard): 16 MiB, ~2,000 rows of 2,049 uint32
 
 
@@ -215,17 +210,21 @@ def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
 
 
 def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterable[np.ndarray],
-               buffer: ShardBuffer | None = None, direct: bool = False) -> dict[str, Any]:
+               buffer: ShardBuffer | None = None) -> dict[str, Any]:
     """Write the C-order bytes of an array of ``shape`` given as ``chunks`` (consecutive rows) exactly as ``np.save``
     would, to a temporary name renamed to ``final``; return its size and the xxh64 of the bytes written (hashed
-    from memory: the file is not read back). With ``buffer`` (the token files), through a :class:`BlockWriter`
-    whose blocks the buffer's chunks are built in, hashed and written by its thread while the next chunk is built
-    (``direct``: O_DIRECT); else (the small sidecars) hashed here and written 256 KiB a write."""
+    from memory: the file is not read back). With ``buffer`` (the token files), through O_DIRECT by a
+    :class:`BlockWriter` whose blocks the buffer's chunks are built in, hashed and written by its thread while the
+    next chunk is built; else (the small sidecars) hashed here and written to the page cache 256 KiB a write.
+
+    Token files bypass the page cache at every size: x100's pack (269 MB) took 0.20-0.25 CPU s so against 0.31-0.32
+    through the page cache (the kernel's copy into it, 0.06-0.07 s; wall 0.18-0.22 against 0.22-0.23), and past
+    ~1 GiB new page cache costs this VM 2.2 s/GB. The trainer then reads them from disk (1.4-2.3 GB/s here)."""
     header = npy_header(shape, dtype)
     expected = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if buffer is not None:
-        with BlockWriter(tmp, direct=direct, size_hint=expected) as w:
+        with BlockWriter(tmp, size_hint=expected) as w:
             buffer.claim, buffer.chunk_bytes = w.claim, w.block_bytes
             try:
                 w.write(header)
@@ -257,7 +256,7 @@ def write_shard(job: ShardJob, j: int, buffer: ShardBuffer | None = None) -> Non
     n, names = len(layout.order), shard_files(j)
     files = {
         names["tokens"]: _write_npy(job.folder / names["tokens"], (n, job.seq_len + 1), np.dtype(job.dtype),
-                                    _token_chunks(job, layout, buffer), buffer, direct=job.direct),
+                                    _token_chunks(job, layout, buffer), buffer),
         names["source"]: _write_npy(job.folder / names["source"], (n,), layout.order.dtype, [layout.order]),
         names["position"]: _write_npy(job.folder / names["position"], (n,), layout.positions.dtype,
                                       [layout.positions]),
@@ -372,7 +371,6 @@ def pack_phase(
         counts=tuple(p.sequences for p in plan.sources.values()), bounds=plan.bounds,
         checkpoints=plan.checkpoints, seq_len=seq_len, seed=seed, dtype=plan.token_dtype,
         jit=plan.num_sequences >= JIT_MIN_STEPS or jit_started(),  # as plan_phase chose for its interleave
-        direct=plan.disk_bytes >= DIRECT_MIN_BYTES,
     )
     run_shard_tasks(job, executor, tasks, workers, **(executor_kwargs or {}))
     manifest = _manifest(job, plan, names, mixture, source_meta, phase, phase_index, header, seed)
