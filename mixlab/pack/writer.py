@@ -24,12 +24,12 @@ Contract (see ``../shared/design/ARCHITECTURE.md``, "Exact proportions"):
   same plan keeps finished shards whose files still have their recorded sizes and xxh64 and writes the others.
   When every shard is done, the counts are recounted from the shard files (per shard and in total), the manifest
   is written (fsynced), and the folder is renamed to ``out_dir``: a killed pack leaves no folder a loader accepts.
-- Checksums are taken from the bytes in memory as they are written (one ``write`` per array), not by reading
-  the files back. Shard files are not fsynced, like the tokenize stage's blocks: a killed process loses nothing
-  it wrote, and after an OS crash a file whose bytes never reached the disk no longer matches the size or xxh64
-  that its marker and the manifest record, which a resumed pack and ``open_phase`` (``verify=True``, the default,
-  and the pack stage's reuse check) refuse. An fsync per file made pack wait for the disk (~210 MB/s here,
-  ~4.8 s per GB written) instead of handing the bytes to the page cache (0.2-2.7 s per GB on this VM).
+- Checksums are taken from the bytes in memory as they are written (by the token file's writer thread, block by
+  block), not by reading the files back. Token files are written through O_DIRECT (:class:`BlockWriter`; the
+  last partial block and the small sidecars through the page cache) and no file is fsynced, like the tokenize
+  stage's blocks: a killed process loses nothing it wrote, and after an OS crash a file whose bytes never reached
+  the disk no longer matches the size or xxh64 that its marker and the manifest record, which a resumed pack and
+  ``open_phase`` (``verify=True``, the default, and the pack stage's reuse check) refuse.
 
 Measured (2-core shared VM, ``benchmarks/results/pack_speed.md``): 400M uint16 tokens in 1.1 s with default
 shards, 2.0 s in 191 shards of 2,048 sequences (was 3.7 s and 4.5-12.6 s); the pack of x10 / x100 / x1000 of the
@@ -217,7 +217,7 @@ def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Ite
     :class:`BlockWriter` whose blocks the buffer's chunks are built in, hashed and written by its thread while the
     next chunk is built; else (the small sidecars) hashed here and written to the page cache 256 KiB a write.
 
-    Token files bypass the page cache at every size: x100's pack (269 MB) took 0.20-0.25 CPU s so against 0.31-0.32
+    Token files bypass the page cache at every size: x100's pack (269 MB) took 0.20-0.25 CPU s against 0.31-0.32
     through the page cache (the kernel's copy into it, 0.06-0.07 s; wall 0.18-0.22 against 0.22-0.23), and past
     ~1 GiB new page cache costs this VM 2.2 s/GB. The trainer then reads them from disk (1.4-2.3 GB/s here)."""
     header = npy_header(shape, dtype)
