@@ -33,7 +33,7 @@ Contract (see ``../shared/design/ARCHITECTURE.md``, "Exact proportions"):
 
 Measured (2-core shared VM, ``benchmarks/results/pack_speed.md``): 400M uint16 tokens in 1.1 s with default
 shards, 2.0 s in 191 shards of 2,048 sequences (was 3.7 s and 4.5-12.6 s); the pack of x10 / x100 / x1000 of the
-sample (6.8M / 68M / 679M cl100k tokens, uint32) in 0.03 / 0.26 / 2.1 s, 4-5% of tokenizing them (see
+sample (6.8M / 68M / 679M cl100k tokens, uint32) in 0.03 / 0.21 / 1.7-2.4 s, 3-5% of tokenizing them (see
 ``benchmarks/bench_pack_vs_tokenize.py``; x1000 was 12.4 s, mostly this VM putting 2.7 GB into the page cache).
 """
 
