@@ -13,23 +13,31 @@ from typing import TypeVar
 
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
 
 from mixlab.errors import CorruptOutputError
 
 S = TypeVar("S", bound="Sealed")
 
 
-class FileEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class FileEntry:
+    """A file's size and xxh64: a slotted (pydantic) dataclass, not a model, as manifests hold one per file (x1000's
+    two token sets: 9,048; ~160 bytes each against ~500 as a ``BaseModel``); the same JSON object either way."""
+
     bytes: int = Field(description="File size in bytes.")
     xxh64: str = Field(description="xxh64 hex digest of the file's bytes.")
 
     def __getitem__(self, key: str) -> int | str:
         """``entry["bytes"]``, ``entry["xxh64"]``: reads as the mapping :func:`mixlab.workspace.verify` takes,
-        without a dict per file (x1000's token sets record 9,000 files)."""
+        without a dict per file."""
         if key not in ("bytes", "xxh64"):
             raise KeyError(key)
         return getattr(self, key)
+
+    def model_dump(self) -> dict[str, int | str]:
+        """``{"bytes", "xxh64"}``, as a model's dump gives."""
+        return {"bytes": self.bytes, "xxh64": self.xxh64}
 
 
 class Sealed(BaseModel):
@@ -39,7 +47,8 @@ class Sealed(BaseModel):
     digest: str = Field("", description="xxh64 of this manifest's canonical JSON without this field (seal()).")
 
     def content_digest(self) -> str:
-        return xxhash.xxh64(self.model_dump_json(exclude={"digest"}).encode()).hexdigest()
+        # the serializer's bytes (model_dump_json's, undecoded): no str and no second copy of a manifest's JSON
+        return xxhash.xxh64(self.__pydantic_serializer__.to_json(self, exclude={"digest"})).hexdigest()
 
     def seal(self: S) -> S:
         """This manifest with its digest filled in: an edited field no longer matches and is refused."""
