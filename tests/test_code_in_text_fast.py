@@ -13,6 +13,7 @@ against their definitions and against The Stack's precomputed columns of the emb
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import sys
@@ -587,6 +588,25 @@ def test_compiled_quick_screen_equals_quick_no_code():
         for filler in ("x" * 300, "\u00e9" * 300, "pour l'import mp lu " * 20):
             texts += [h + filler, filler + h, filler + h[:-1], h[1:] + filler]
             texts.append(filler + h[:-1] + "\u00e9" + h[-1:])
+    assert compiled.quick_screen(texts) == [rules.quick_no_code(t) for t in texts]
+    assert {rules.quick_no_code(t) for t in texts} == {True, False}
+
+
+def test_quick_screen_short_texts_and_last_byte():
+    """The quick screen's byte loop (round 8: an inner loop on an unsigned index that leaves only for a key
+    pair) on every text of 1-3 characters over the hints' and symbols' characters, and on texts whose only
+    symbol or hint sits at the last byte or is cut there, and hints split between two neighbours (a key pair
+    at a text's start with the hint's head in the text before): a pair read past a text's end, a missed last
+    byte or a hint matched from before a text's start changes the answer."""
+    alphabet = ["(", ")", "-", ";", "x", "\n", "\t", ":", "$", " ", "\u00e9", "/", ".", "`", "_"]
+    texts = [""]
+    for n in (1, 2, 3):
+        texts += ["".join(t) for t in itertools.product(alphabet, repeat=n)]
+    for filler in ("x" * 249, "x" * 250, "\u00e9" * 250):
+        texts += [filler + ";", filler + "_", ";" + filler, filler + "()", filler + "(", filler + "--"]
+        for h in rules.QUICK_HINTS:  # a hint split between two neighbours, at every cut
+            for k in range(1, len(h)):
+                texts += [filler + h[:k], h[k:] + filler]
     assert compiled.quick_screen(texts) == [rules.quick_no_code(t) for t in texts]
     assert {rules.quick_no_code(t) for t in texts} == {True, False}
 

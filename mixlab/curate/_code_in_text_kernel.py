@@ -31,7 +31,9 @@ with a backtick or ``](`` is scored on its Markdown-substituted copy only. The b
 follows per document. The helpers are compiled without reference counting (``_nrt=False``: array arguments
 would cost an atomic increment and decrement per call).
 
-Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): 108-111 ms a pass after round 7 (the line
+Measured (SlimPajama x8, 24.1 MB, 6016 documents, batches of 64): ~95 ms a pass after round 8 (unsigned
+indexes in the byte loops: no wraparound test per access; the quick screen's byte loop with few live values;
+107.3-111.5 -> 99.7-100.5 ms interleaved, then pass 3's indexes -4.5 to -6.7 ms more), 108-111 ms after round 7 (the line
 helpers :func:`_line`, :func:`_scan`, :func:`_syntax`, :func:`_words`, :func:`_sentence64`, :func:`_substitute`
 inlined into :func:`_doc`: array arguments cost 7-9 words each per call, -19 to -26 ms; pass 1 keeps an
 uppercase letter for pass 2 only after ``[a-z]``, -3 to -5 ms; inlining ``_doc``, ``_walk`` or the small
@@ -118,18 +120,23 @@ def _decode(b, i):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _walk(b, ct, st, en, sa, sc, trans, at_end, state):  # pragma: no cover - compiled
-    """Run a DFA from ``state`` over ``b[st:en]``: True when it matches."""
-    i = st
-    while i < en:
+    """Run a DFA from ``state`` over ``b[st:en]``: True when it matches.
+
+    Indexes are unsigned here and in the other hot loops (round 8): numba adds ``i + len`` for a negative
+    signed index, a test and a select on every ``b[i]`` whose sign LLVM cannot prove; with them gone the kernel
+    ran 111.5 -> 100.5 ms (interleaved, with the quick screen's loop below)."""
+    i = np.uint64(st)  # unsigned: no wraparound test on each b[i]
+    end = np.uint64(en)
+    while i < end:
         c = b[i]
         if c < 128:
             s = sa[c]
-            i += 1
+            i += np.uint64(1)
         else:
-            cp, w = _decode(b, i)
+            cp, w = _decode(b, np.int64(i))
             s = sc[ct[cp] & 7]
-            i += w
-        state = trans[state, s]
+            i += np.uint64(w)
+        state = trans[np.uint64(state), s]
         if state <= 1:
             return state == 1
     return at_end[state]
@@ -138,7 +145,7 @@ def _walk(b, ct, st, en, sa, sc, trans, at_end, state):  # pragma: no cover - co
 @njit(cache=True, nogil=True, _nrt=False)
 def _class_at(b, ct, j):  # pragma: no cover - compiled
     """Class bits and byte width of the character at ``b[j]``."""
-    c = b[j]
+    c = b[np.uint64(j)]  # unsigned: no wraparound test
     if c < 128:
         return ct[c], 1
     cp, w = _decode(b, j)
@@ -175,7 +182,7 @@ def _search_from(
         i = p
         state = q0
         while i < en:
-            c = b[i]
+            c = b[np.uint64(i)]  # unsigned: no wraparound test
             if c < 128:
                 s = sa[c]
                 i += 1
@@ -211,12 +218,16 @@ def _bytes(b, ct, act, act_cat, i, de, pos):  # pragma: no cover - compiled
     uppercase letter only right after an ASCII lowercase one, ``after_low``: the CAMEL pairs).
 
     The hot loop has few live values (one fused pass with everything kept ~25 live and spilled them: 2x slower);
-    a position is written for every byte and kept only when its act bits ask (a branch-free append).
+    a position is written for every byte and kept only when its act bits ask (a branch-free append). The index
+    is unsigned (no wraparound test per byte; round 8: -4.6 ms in one interleaved run, see :func:`_walk`).
     """
-    en = i
+    one = np.uint64(1)
+    u = np.uint64(i)  # unsigned: no wraparound test on each b[u]
+    end = np.uint64(de)
+    en = u
     symbols = orf = n_pos = n_cont = after_low = 0  # after_low: UPPER_AZ when the byte before is [a-z]
-    while i < de:
-        c = b[i]
+    while u < end:
+        c = b[u]
         if c < 128:
             if c == 10:
                 break
@@ -224,26 +235,26 @@ def _bytes(b, ct, act, act_cat, i, de, pos):  # pragma: no cover - compiled
             symbols += (f >> 5) & 1  # _ACT_SYMBOL
             orf |= f
             if not f & _ACT_SPACE:
-                en = i + 1
-            pos[n_pos] = i
+                en = u + one
+            pos[n_pos] = u
             n_pos += ((f & _ACT_PASS2_NOUP) | (f & after_low)) != 0
             after_low = (f << 1) & UPPER_AZ  # LOWER_AZ << 1
-            i += 1
+            u += one
         else:
-            cp, w = _decode(b, i)
+            cp, w = _decode(b, np.int64(u))
             k = ct[cp]
             f = act_cat[k & 7]
             n_cont += w - 1
             if not k & _SPACE:
-                en = i + w
+                en = u + np.uint64(w)
                 orf |= f
             elif f & SENT_DEAD:
                 orf |= _WS_DEAD
-            pos[n_pos] = i
+            pos[n_pos] = u
             n_pos += (f & _ACT_PASS2) != 0
             after_low = 0
-            i += w
-    return i, en, n_cont, symbols, orf, n_pos
+            u += np.uint64(w)
+    return np.int64(u), np.int64(en), n_cont, symbols, orf, n_pos
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -258,14 +269,14 @@ def _syntax(b, ct, act, act_cat, st, en, pos, n_pos, n_cont):  # noqa: C901  # p
         i = pos[t]
         if i >= en:
             break
-        c = np.int64(b[i])
+        c = np.int64(b[np.uint64(i)])  # unsigned: no wraparound test
         if c >= 128:  # a non-ASCII character that can start OPERATORS or is whitespace SENTENCE lacks
             dead_ws |= (_class_at(b, ct, i)[0] & _SPACE) != 0
             continue
         f = act[c]
         if f & _WS_DEAD:
             dead_ws = True
-        p = b[i - 1] if i > st else 0
+        p = b[np.uint64(i - 1)] if i > st else 0
         if f & UPPER_AZ:  # CAMEL [a-z][A-Z]: pass 1 keeps an uppercase letter only after [a-z]
             tokens += 1
         elif c == 40:  # CALL \w\( ; "](" ; CLOSE counts only on a line with "("
@@ -331,13 +342,13 @@ def _short_lower(bw, i, en):  # pragma: no cover - compiled
     """(length, packed key) of the token ``[a-z]{1,7}`` followed by " " at ``b[i:]`` (inside ``b[:en]``), found
     with word-parallel arithmetic on the 8 bytes from ``i``; length 0 when there is none (then nothing is known).
     The packed key is :func:`_is_stop`'s: 5 bits a letter, the first letter highest."""
-    q = i >> 3
-    if q + 1 >= bw.shape[0]:
+    q = np.uint64(i) >> np.uint64(3)  # unsigned: no wraparound test
+    if q + np.uint64(1) >= bw.shape[0]:
         return 0, 0
     r = np.uint64((i & 7) * 8)
     x = bw[q] >> r
     if r:
-        x |= bw[q + 1] << (np.uint64(64) - r)
+        x |= bw[q + np.uint64(1)] << (np.uint64(64) - r)
     if x & _ALL_HIGH:
         return 0, 0
     lo = (x + _ADD_A) & ~(x + _ADD_Z) & _ALL_HIGH  # high bit of each byte 0x61..0x7a
@@ -370,8 +381,8 @@ def _fold(m, n):  # pragma: no cover - compiled
 def _load8(bw, i):  # pragma: no cover - compiled
     """The 8 bytes ``b[i:i + 8]`` as one little-endian uint64 (``(i >> 3) + 1 < bw.shape[0]``), without a branch."""
     r = np.uint64((i & 7) * 8)
-    q = i >> 3
-    return (bw[q] >> r) | ((bw[q + 1] << np.uint64(1)) << (np.uint64(63) - r))
+    q = np.uint64(i) >> np.uint64(3)  # unsigned: no wraparound test
+    return (bw[q] >> r) | ((bw[q + np.uint64(1)] << np.uint64(1)) << (np.uint64(63) - r))
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -420,7 +431,7 @@ def _token(b, bw, ct, i, en, stop_keys, stop_mult):  # pragma: no cover - compil
         or_rest = _LOWER_BITS if n > 1 else 0
         i += n
     while not n and i < en:
-        c = np.int64(b[i])
+        c = np.int64(b[np.uint64(i)])
         if c < 128:
             k = ct[c]
             w = 1
@@ -480,7 +491,10 @@ def _words(b, bw, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # noqa
     per byte; a token that reaches the window's end is read by the next window. Other tokens (non-ASCII bytes,
     tabs, the end of the batch, 64 bytes or longer) go byte by byte (:func:`_token`), and the next token tries a
     window again. The kernel 157-165 -> 136-142 ms on SlimPajama x8 (interleaved runs); reading the tokens
-    before a non-ASCII byte from its window, or the rest of such a line byte by byte, measured 3-4 ms slower."""
+    before a non-ASCII byte from its window, or the rest of such a line byte by byte, measured 3-4 ms slower.
+    Round 8: unsigned indexes here and in :func:`_load8`, :func:`_short_lower`, :func:`_token` (no wraparound
+    test, see :func:`_walk`): the kernel 100.0-102.1 -> 95.4-95.5 ms (three interleaved runs; a fourth, at
+    higher load, 98.5 -> 97.5)."""
     words = alpha = stop = ntok = 0
     i = st
     while i < en and ntok < 32:
@@ -506,7 +520,7 @@ def _words(b, bw, ct, st, en, stop_keys, stop_mult, need_words, w_stop):  # noqa
                             rest = tok & ~a
                             core = True
                             while rest:  # the bytes around it are PUNCT (mostly none or one)
-                                core &= (ct[b[i + np.int64(trailing_zeros(rest))]] & _PUNCT) != 0
+                                core &= (ct[b[np.uint64(i) + trailing_zeros(rest)]] & _PUNCT) != 0
                                 rest &= rest - np.uint64(1)
                             if core:
                                 alpha += 1
@@ -675,7 +689,7 @@ def _scan(
     mostly sit in short lines whose scores stay between the bounds: the rest of pass 3 is still ~48 ms)."""
     i = ls
     while i < de:  # leading whitespace
-        c = b[i]
+        c = b[np.uint64(i)]  # unsigned: no wraparound test
         if c == 10:
             break
         k, w = _class_at(b, ct, i)
@@ -820,6 +834,21 @@ def _substitute(b, ct, st, en, tmp, out):  # pragma: no cover - compiled
     return o
 
 
+@njit(cache=True, nogil=True, _nrt=False)
+def _scan_sub(
+    b, bw, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first, exact
+):  # noqa: E501  # pragma: no cover - compiled
+    """:func:`_scan`, not inlined: the Markdown-substituted copy of a line (few lines have one), and every line
+    of :func:`score_lines`. With ``_scan`` inlined only once, into :func:`_line`'s first scan, compiling
+    ``label_docs`` without a cache takes ~35 CPU s (50.5 before, round 8) and ``score_lines`` ~24 (47.1); the
+    kernel's speed is unchanged (111.1 / 111.6 against 111.5 / 111.2 ms, interleaved). One ``_scan`` call in a
+    loop over the line and its copy (both inlined at one site) compiled in ~24 s but ran 120.6 against 107.9
+    ms: dropped."""
+    return _scan(
+        b, bw, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, first, exact
+    )
+
+
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _line(
     b,
@@ -849,32 +878,15 @@ def _line(
     kernel -14 to -19 ms on SlimPajama x8 (interleaved runs). :func:`_syntax`, :func:`_sentence64`,
     :func:`_words` and :func:`_substitute` are inlined too: together -4 to -8 ms more (two builds each, four
     runs), one at a time within +-2 ms; the ``_walk`` calls (``COMMENT``, ``KEYWORD_START``) inlined as well
-    measured no better: not done. The cost: compiling ``label_docs`` without a cache takes ~52 CPU s (~19 s
-    before the inlining)."""
+    measured no better: not done. The cost: compiling ``label_docs`` without a cache took ~52 CPU s (~19 s
+    before the inlining); round 8 scores the substituted copy through :func:`_scan_sub`: ~35 s."""
     le, st, en, score, n, quotes, close_any, close2, marked = _scan(
         b, bw, ct, act, act_cat, ls, de, sa, sc, trans, at_end, start, stop_keys, stop_mult, pos, True, exact
     )
     if marked:
         m = _substitute(b, ct, st, en, tmp, sub)
-        score = _scan(
-            sub,
-            subw,
-            ct,
-            act,
-            act_cat,
-            0,
-            m,
-            sa,
-            sc,
-            trans,
-            at_end,
-            start,
-            stop_keys,
-            stop_mult,
-            pos,
-            False,
-            exact,
-        )[3]
+        score = _scan_sub(sub, subw, ct, act, act_cat, 0, m, sa, sc, trans, at_end, start, stop_keys, stop_mult,
+                          pos, False, exact)[3]  # fmt: skip
     return le, st, en, score, n, quotes, close_any, close2
 
 
@@ -887,21 +899,34 @@ def _quick(a, ds, de, chars, sym, pair, hints, hint_len, hint_at):  # pragma: no
     ``hint_at``), so a hint is compared in full only where that pair occurs; symbols counted branch-free. Keyed
     on each hint's first character before (the ``i`` of ``import `` is 7% of prose): 20 -> 13 ms for the 6016
     documents of SlimPajama x8. It stops as soon as the symbols reach the share (the answer is then False
-    whatever follows): 11.7 -> 10.5 ms (round 4).
+    whatever follows): 11.7 -> 10.5 ms (round 4). Round 8: the byte loop is an inner loop that leaves only for
+    a key pair, on an unsigned index: the old loop's ~17 instructions a byte reloaded 5 values from the stack
+    and kept its position in memory (~4.7 cycles a byte); the screen alone 10.3-10.5 -> 6.7-7.0 ms (all 6016
+    documents, ``quick_screen``), the kernel -1.5 / -3.0 ms. A 32 x 32 pair table on byte classes (L1-resident
+    instead of 128 KB) with the old loop measured +1.3 ms: dropped.
     """
     count = 0
     # count < _QUICK_SHARE * chars exactly while count < limit
     limit = np.int64(np.ceil(_QUICK_SHARE * chars))
-    for i in range(ds, de - 1):
-        c = np.int64(a[i])
-        count += sym[c]
-        if count >= limit:
-            return False
-        m = pair[(c << 8) | a[i + 1]]
+    one = np.uint64(1)
+    i = np.uint64(ds)
+    end = np.uint64(de - 1)
+    while i < end:
+        m = 0
+        while i < end:  # the hot loop: few live values, unsigned index (no wraparound test)
+            c = a[i]
+            count += sym[c]
+            if count >= limit:
+                return False
+            m = pair[(np.uint64(c) << np.uint64(8)) | np.uint64(a[i + one])]
+            if m:
+                break
+            i += one
         if m:
+            k = np.int64(i)
             for h in range(hints.shape[0]):
                 if (m >> h) & 1:
-                    s = i - hint_at[h]
+                    s = k - hint_at[h]
                     n = hint_len[h]
                     if s >= ds and s + n <= de:
                         ok = True
@@ -911,6 +936,7 @@ def _quick(a, ds, de, chars, sym, pair, hints, hint_len, hint_at):  # pragma: no
                                 break
                         if ok:
                             return False
+            i += one
     count += sym[a[de - 1]]
     return count < _QUICK_SHARE * chars
 
@@ -1151,20 +1177,22 @@ def score_lines(
     for i in range(a.shape[0]):
         n += a[i] == 10
     out = np.zeros(n, dtype=np.int64)
+    b = a.copy()  # mutable, as sub: one compiled _scan_sub serves both (not inlined here: compile time)
     tmp = np.empty(a.shape[0], dtype=np.uint8)
     sub = np.empty(a.shape[0] + 8, dtype=np.uint8)
-    aw, subw = _words_of(a), _words_of(sub)
+    bw, subw = _words_of(b), _words_of(sub)
     pos = np.empty(a.shape[0] + 1, dtype=np.int64)
+    de = a.shape[0]
     ls = li = 0
     while li < n:
-        le, st, en, score = _line(
-            a,
-            aw,
+        le, st, en, score, _, _, _, _, marked = _scan_sub(
+            b,
+            bw,
             ct,
             act,
             act_cat,
             ls,
-            a.shape[0],
+            de,
             sa,
             sc,
             trans,
@@ -1172,12 +1200,14 @@ def score_lines(
             start,
             stop_keys,
             stop_mult,
-            tmp,
-            sub,
-            subw,
             pos,
+            True,
             exact,
-        )[:4]  # noqa: E501
+        )
+        if marked:
+            m = _substitute(b, ct, st, en, tmp, sub)
+            score = _scan_sub(sub, subw, ct, act, act_cat, 0, m, sa, sc, trans, at_end, start, stop_keys, stop_mult,
+                              pos, False, exact)[3]  # fmt: skip
         out[li] = score
         li += 1
         ls = le + 1
