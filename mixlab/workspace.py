@@ -323,11 +323,9 @@ class BlockWriter:
     Why direct (measured on this project's VM, ext4 on virtio, Linux 6.18): once the ~1 GiB of memory the guest
     holds cheaply is used, each new page-cache page costs ~9 us to fault back in from the host (2.2 s/GB: x1000's
     2.7 GB pack paid 5.9-6.3 s for it), while O_DIRECT wrote 3 GiB in 1.4-2.0 s, fsync included. It also leaves
-    the page cache to the token shards the next phase reads. Same bytes either way (tests).
+    the page cache to the token shards the next phase reads. Same bytes either way (tests)."""
 
-    ``size_hint``: the bytes the file will hold, if known (only sizes the work done ahead)."""
-
-    def __init__(self, path: Path, direct: bool = True, size_hint: int = 0) -> None:
+    def __init__(self, path: Path, direct: bool = True) -> None:
         self.path = path
         self.block_bytes = BLOCK_BYTES  # what claim() hands out at most
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -338,8 +336,7 @@ class BlockWriter:
             self.direct = False
             self.fd = os.open(path, flags, 0o666)
         size = self.block_bytes + DIRECT_ALIGN  # room for a claimed region of block_bytes after a carried tail
-        raw, fresh = _take_blocks(2 * size + DIRECT_ALIGN)
-        self._raw = raw
+        raw = self._raw = _take_blocks(2 * size + DIRECT_ALIGN)
         skip = -_address(raw) % DIRECT_ALIGN
         # two blocks: one filled here while a thread writes the other (os.write releases the GIL; x1000's pack
         # waited ~1.1 s of its 3.9 s on synchronous 4 MiB direct writes)
@@ -352,10 +349,6 @@ class BlockWriter:
         self._hash = xxhash.xxh64()
         self.size = 0  # bytes in the file
         self.direct_bytes = 0  # of which written through O_DIRECT
-        if fresh and size_hint > self.block_bytes:  # new memory the file will fill: the thread faults the second
-            # block in while the first one fills (x10: 8 MiB, ~6 ms); a smaller file never touches it
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mixlab-direct")
-            self._pending = self._pool.submit(_fault_in, self._blocks[1])
 
     def hexdigest(self) -> str:
         """xxh64 of the bytes written so far to the file (call after :meth:`close` for the whole file)."""
@@ -466,24 +459,18 @@ _FREE_BLOCKS: list[Any] = []
 _FREE_LOCK = threading.Lock()
 
 
-def _take_blocks(nbytes: int) -> tuple[Any, bool]:
-    """``nbytes`` of uninitialized memory (a uint8 array) and whether it is new: new pages are faulted in as they
-    are first written, so a file smaller than the blocks pays only for what it fills (``bytearray(n)`` zeroed all
-    32 MiB up front: +17 ms for x10's 27 MB pack)."""
+def _take_blocks(nbytes: int) -> Any:
+    """``nbytes`` of uninitialized memory (a uint8 array): new pages are faulted in as they are first written, so a
+    file smaller than the blocks pays only for what it fills (``bytearray(n)`` zeroed all 32 MiB up front: +17 ms
+    for x10's 27 MB pack). Faulting the second block in ahead, in the writer's thread, measured slower (x10 0.042
+    -> 0.044 s, x100 0.22 -> 0.24 s, medians of 6): not done."""
     import numpy as np
 
     with _FREE_LOCK:
         for i, raw in enumerate(_FREE_BLOCKS):
             if len(raw) == nbytes:
-                return _FREE_BLOCKS.pop(i), False
-    return np.empty(nbytes, dtype=np.uint8), True
-
-
-def _fault_in(block: memoryview) -> None:
-    """Write one byte of every page of ``block`` (its contents are not defined yet), so that the pages exist."""
-    import numpy as np
-
-    np.frombuffer(block, dtype=np.uint8)[::4096] = 0
+                return _FREE_BLOCKS.pop(i)
+    return np.empty(nbytes, dtype=np.uint8)
 
 
 def _give_back(raw: Any) -> None:

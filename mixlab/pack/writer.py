@@ -224,7 +224,7 @@ def _write_npy(final: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Ite
     expected = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if buffer is not None:
-        with BlockWriter(tmp, size_hint=expected) as w:
+        with BlockWriter(tmp) as w:
             buffer.claim, buffer.chunk_bytes = w.claim, w.block_bytes
             try:
                 w.write(header)
