@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -534,7 +535,8 @@ def verify(folder: Path, recorded: Mapping[str, Any], check_digest: bool = True)
     for name, entry in recorded.items():
         f = os.path.join(folder, name)  # a str, not a Path: Path interns every part (x1000: 9,048 names, ~1 MB)
         try:
-            size = os.stat(f).st_size if os.path.isfile(f) else -1
+            st = os.stat(f)
+            size = st.st_size if stat.S_ISREG(st.st_mode) else -1  # one stat a file (x1000: 9,048)
         except OSError:
             size = -1
         if size < 0:
