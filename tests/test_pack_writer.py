@@ -593,10 +593,38 @@ def test_chunks_sliced_from_the_stored_order_equal_the_rule_run_again() -> None:
     interleave_checkpoints(counts, shard_bounds(10, 4), jit=False)
     off_path = InterleaveState(2, (2, 0))  # the rule alternates: no prefix of length 2 holds two of source 0
     assert order_module._cached_order(np.array(counts), np.array([2, 0]), 2) is None
+    assert order_module._cached_order(np.array(counts), np.array([4, 0]), 4) is None  # a bound, off the path
+    assert order_module._cached_order(np.array(counts), np.array([2, 2]), 4) is not None  # the path's own counts
     order, after = interleave_chunk(counts, off_path, 3, jit=False)
     order_module._LAST_ORDER.clear()
     assert np.array_equal(order, interleave_chunk(counts, off_path, 3, jit=False)[0])
     assert after == interleave_chunk(counts, off_path, 3, jit=False)[1]
+
+
+def test_slicing_the_stored_order_takes_memory_of_the_chunk_not_of_its_position() -> None:
+    """Invariant (bounded memory at every shard): answering a shard from the order interleave_checkpoints stored
+    allocates O(shard), never O(position): the last shard of a long phase must not recount the whole prefix (a
+    bincount of it, int64, once added 2.6 MB to the peak RSS of x1000's last shard)."""
+    import tracemalloc
+
+    import mixlab.pack.order as order_module
+    from mixlab.pack.order import interleave_checkpoints, interleave_chunk, state_at
+
+    counts = [250_000, 150_000]
+    bounds = np.array([0, 200_000, 399_000, 400_000], dtype=np.int64)  # a last shard of 1,000 at 399,000
+    checkpoints = interleave_checkpoints(counts, bounds, jit=False)
+    assert order_module._LAST_ORDER, "the order of a phase below JIT_MIN_STEPS is stored"
+    tracemalloc.start()
+    try:
+        order, after = interleave_chunk(counts, state_at(checkpoints[2]), 1_000, jit=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    order_module._LAST_ORDER.clear()
+    assert after.taken == tuple(int(c) for c in checkpoints[3])
+    assert np.array_equal(order, interleave_chunk(counts, state_at(checkpoints[2]), 1_000, jit=False)[0])
+    assert peak < 64 * 1024, f"{peak:,} bytes traced to slice 1,000 ids at position 399,000"
+
 
 
 @pytest.mark.parametrize("block", [8192, 1 << 22])
