@@ -626,7 +626,6 @@ def test_slicing_the_stored_order_takes_memory_of_the_chunk_not_of_its_position(
     assert peak < 64 * 1024, f"{peak:,} bytes traced to slice 1,000 ids at position 399,000"
 
 
-
 @pytest.mark.parametrize("block", [8192, 1 << 22])
 def test_direct_writer_writes_the_same_bytes(tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """BlockWriter (O_DIRECT in aligned blocks, the partial last block through the page cache) leaves exactly
