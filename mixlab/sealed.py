@@ -8,10 +8,8 @@ not valid for the model, or whose content no longer matches its digest (edited o
 
 from __future__ import annotations
 
-import ctypes
-import functools
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,26 +18,6 @@ from pydantic.dataclasses import dataclass
 from mixlab.errors import CorruptOutputError
 
 S = TypeVar("S", bound="Sealed")
-
-# Parsing a manifest leaves ~5x its JSON size of freed parse memory in the C heap, which glibc keeps (x1000's two
-# token-set manifests, 589 KB each: +5.3 MB of RSS, ~2 MB of it the manifests themselves); past this size it is
-# handed back at once.
-TRIM_AFTER_BYTES = 1 << 18
-
-
-def release_freed_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; a no-op where there is none)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):  # not glibc
-        return None
 
 
 @dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
@@ -80,13 +58,10 @@ class Sealed(BaseModel):
 def read_sealed(model: type[Sealed], path: Path, fix: str) -> Sealed:
     """``path`` parsed as ``model`` and checked against its seal; ``fix`` says how to rebuild it."""
     try:
-        raw = Path(path).read_bytes()
-        manifest = model.model_validate_json(raw)
+        manifest = model.model_validate_json(Path(path).read_bytes())
     except ValidationError as e:
         raise CorruptOutputError(f"{path}: not a valid {model.__name__} ({str(e).splitlines()[0]}; an older "
                                  f"mixlab or damage); {fix}") from None
     if manifest.digest != manifest.content_digest():
         raise CorruptOutputError(f"{path}: its content differs from its recorded digest (edited or damaged); {fix}")
-    if len(raw) >= TRIM_AFTER_BYTES:
-        release_freed_heap()
     return manifest

@@ -15,8 +15,8 @@ Contracts:
   the task that wrote it) and ``logs/`` (datatrove's, with its completion markers)). A killed run re-run with
   the same ``tasks`` skips the tasks marked complete; a task that did not finish rewrites its blocks (each file
   is written to a temporary name and renamed). Changing ``tasks`` or ``block_tokens`` restarts the build. When
-  every task is complete the manifest is written, ``blocks/`` is renamed to the output and the build folder is
-  removed.
+  every task is complete the block index (``blocks.npy``, one row per block, from the per-block records read one
+  at a time) and the manifest are written, ``blocks/`` is renamed to the output and the build folder is removed.
 """
 
 from __future__ import annotations
@@ -39,16 +39,19 @@ from mixlab.errors import CorruptOutputError, MixlabError
 from mixlab.jsonl import read_jsonl
 from mixlab.shards import (
     BLOCK_KINDS,
+    INDEX,
+    INDEX_DTYPE,
     MANIFEST,
     SPLITS,
-    BlockEntry,
     EncodingRef,
     FileEntry,
     TokenSetManifest,
     TokenShardSet,
     block_file,
+    block_stem,
     doc_key,
     heldout_threshold,
+    index_row,
     list_document_files,
 )
 from mixlab.sources.base import text_nbytes
@@ -115,7 +118,7 @@ class _Buffer:
     def flush(self) -> None:
         if not self.ids:
             return
-        stem = f"{self.file_index:05d}-{self.chunk:04d}"
+        stem = block_stem(self.file_index, self.chunk)
         out = Path(self.step.output_folder)
         lengths = np.fromiter((len(p) for p in self.parts), dtype=np.int64, count=len(self.parts))
         names = {kind: block_file(stem, self.split, kind) for kind in BLOCK_KINDS}
@@ -212,26 +215,33 @@ class TokenizeBlocks(PipelineStep):
 
 
 def _assemble(build: Path, manifest_fields: dict[str, Any]) -> TokenSetManifest:
-    """The sealed manifest of the finished blocks in ``build`` (leftover temporary files removed)."""
-    blocks: dict[str, list[BlockEntry]] = {s: [] for s in SPLITS}
-    files: dict[str, FileEntry] = {}
+    """Write the block index of the finished blocks in ``build`` (leftover temporary files removed) and return the
+    sealed manifest. Reads the per-block records one at a time: memory is one index row per block."""
+    rows: list[tuple] = []
     total_bytes = 0
-    for path in sorted((build / "index").glob("*.json")):
+    for path in (build / "index").glob("*.json"):
         rec = json.loads(path.read_text())
-        blocks[rec["split"]].append(BlockEntry(name=rec["name"], documents=rec["documents"], tokens=rec["tokens"]))
-        files.update({n: FileEntry(**f) for n, f in rec["files"].items()})
+        file_index, chunk = (int(part) for part in rec["name"].split("-"))
+        rows.append(index_row(rec["split"], file_index, chunk, rec["documents"], rec["tokens"], rec["files"]))
         total_bytes += rec["bytes"]
-    for p in (build / "blocks").iterdir():
-        if p.name not in files:  # temporary files of killed tasks
+    index = np.array(rows, dtype=INDEX_DTYPE)
+    del rows
+    index = index[np.lexsort((index["chunk"], index["file"], index["split"]))]  # train, then held-out; (file, chunk)
+    blocks = build / "blocks"
+    for p in blocks.iterdir():
+        if p.name.startswith("."):  # temporary files of killed tasks (block files are renamed into place)
             p.unlink()
-    for split in SPLITS:
-        blocks[split].sort(key=lambda b: b.name)
-    train, held = blocks["train"], blocks["heldout"]
+    tmp = blocks / f".{INDEX}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to the name
+        np.save(f, index, allow_pickle=False)
+    entry = FileEntry(bytes=tmp.stat().st_size, xxh64=digest(tmp))
+    os.replace(tmp, blocks / INDEX)
+    train, held = index[index["split"] == 0], index[index["split"] == 1]
     return TokenSetManifest(
-        **manifest_fields, documents=sum(b.documents for b in train + held),
-        train_documents=sum(b.documents for b in train), heldout_documents=sum(b.documents for b in held),
-        train_tokens=sum(b.tokens for b in train), heldout_tokens=sum(b.tokens for b in held), bytes=total_bytes,
-        train_blocks=train, heldout_blocks=held, files=dict(sorted(files.items())),
+        **manifest_fields, documents=int(index["documents"].sum()), train_documents=int(train["documents"].sum()),
+        heldout_documents=int(held["documents"].sum()), train_tokens=int(train["tokens"].sum()),
+        heldout_tokens=int(held["tokens"].sum()), bytes=total_bytes, train_blocks=len(train),
+        heldout_blocks=len(held), index=entry,
     ).seal()
 
 

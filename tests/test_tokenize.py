@@ -73,7 +73,7 @@ def test_same_bytes_for_any_task_and_worker_count(corpus) -> None:
     (blocks are named by input file and chunk, never by task rank), including the sealed manifest."""
     root, _, one = corpus
     reference = folder_bytes(one.path)
-    assert len(one.manifest.train_blocks) > 5  # several blocks, so the layout is really exercised
+    assert one.manifest.train_blocks > 5  # several blocks, so the layout is really exercised
     for name, tasks, workers in (("three", 3, 1), ("three-w2", 3, 2)):
         other = tokenize(root / "docs", root / name, tasks=tasks, workers=workers)
         assert folder_bytes(other.path) == reference, name
@@ -158,7 +158,7 @@ def test_digests_are_verified(corpus, tmp_path: Path) -> None:
     copy.mkdir()
     for name, data in folder_bytes(one.path).items():
         (copy / name).write_bytes(data)
-    victim = copy / block_file(one.manifest.train_blocks[1].name, "train", "tokens.npy")
+    victim = copy / block_file(one.blocks("train")[1].name, "train", "tokens.npy")
     data = bytearray(victim.read_bytes())
     data[-3] ^= 0xFF
     victim.write_bytes(bytes(data))
@@ -172,6 +172,56 @@ def test_digests_are_verified(corpus, tmp_path: Path) -> None:
         _ = TokenShardSet(copy).manifest
 
 
+def test_block_index_is_checked_and_the_manifest_does_not_grow_with_blocks(corpus, tmp_path: Path) -> None:
+    """The blocks and every file's digest live in ``blocks.npy``, so ``manifest.json`` has the same size for 5 or
+    20+ blocks; the index is refused when damaged, when its rows leave (file, chunk) order even with a consistent
+    seal, and a manifest of the previous format (blocks listed in the JSON) is refused with the fix."""
+    from mixlab.sealed import FileEntry
+    from mixlab.shards import INDEX, read_index
+    from mixlab.workspace import digest
+
+    root, _, one = corpus
+    coarse = tokenize(root / "docs", tmp_path / "coarse", block_tokens=10**6)  # one block per input file
+    assert coarse.manifest.train_blocks == 5 and one.manifest.train_blocks >= 4 * coarse.manifest.train_blocks
+    sizes = {len((s.path / "manifest.json").read_text()) for s in (one, coarse)}
+    assert max(sizes) - min(sizes) <= 8, sizes  # only digits of the totals differ
+    rows = one.index
+    assert [b.name for b in one.blocks("train")] == sorted(b.name for b in one.blocks("train"))
+    assert int(rows["tokens_file"]["bytes"].sum()) + int(rows["lengths_file"]["bytes"].sum()) + int(
+        rows["docs_file"]["bytes"].sum()) == sum(p.stat().st_size for p in one.path.iterdir()
+                                                 if p.name not in ("manifest.json", INDEX))
+
+    def copy_of(name: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        for file, data in folder_bytes(one.path).items():
+            (folder / file).write_bytes(data)
+        return folder
+
+    flipped = copy_of("flipped")
+    data = bytearray((flipped / INDEX).read_bytes())
+    data[-5] ^= 0xFF
+    (flipped / INDEX).write_bytes(bytes(data))
+    assert any(INDEX in p for p in TokenShardSet(flipped).problems())
+
+    swapped = copy_of("swapped")  # two training rows exchanged, the index and the manifest resealed
+    index = np.load(swapped / INDEX)
+    index[[0, 1]] = index[[1, 0]]
+    np.save(swapped / INDEX, index)
+    m = one.manifest.model_copy(update={"index": FileEntry(bytes=(swapped / INDEX).stat().st_size,
+                                                           xxh64=digest(swapped / INDEX))}).seal()
+    (swapped / "manifest.json").write_text(m.model_dump_json(indent=2))
+    with pytest.raises(CorruptOutputError, match="train rows disagree"):
+        read_index(swapped, m)
+    assert TokenShardSet(swapped).problems() and "re-run" in TokenShardSet(swapped).problems()[0]
+
+    older = copy_of("older")
+    (older / "manifest.json").write_text(
+        json.dumps({**json.loads((one.path / "manifest.json").read_text()), "format_version": 1}))
+    with pytest.raises(CorruptOutputError, match="re-run the recipe"):
+        TokenShardSet(older).verified()
+
+
 def test_block_counts_and_bounded_heldout_sequences(corpus) -> None:
     """``train_block_counts`` lists (documents, tokens) per training block in block order, summing to the
     manifest's totals; ``heldout_sequences`` returns consecutive [L+1] windows (stride L) of the held-out
@@ -181,7 +231,7 @@ def test_block_counts_and_bounded_heldout_sequences(corpus) -> None:
     m = one.manifest
     assert docs.dtype == tokens.dtype == np.int64
     assert (int(docs.sum()), int(tokens.sum())) == (m.train_documents, m.train_tokens)
-    held = np.concatenate([np.asarray(one.block("heldout", i)[0]) for i in range(len(m.heldout_blocks))])
+    held = np.concatenate([np.asarray(one.block("heldout", i)[0]) for i in range(m.heldout_blocks)])
     seqs = one.heldout_sequences(seq_len=16, max_sequences=3)
     assert seqs.shape == (3, 17)
     for i in range(3):
