@@ -228,9 +228,13 @@ def _assemble(build: Path, manifest_fields: dict[str, Any]) -> TokenSetManifest:
     del rows
     index = index[np.lexsort((index["chunk"], index["file"], index["split"]))]  # train, then held-out; (file, chunk)
     blocks = build / "blocks"
+    indexed = {(SPLITS[int(r["split"])], block_stem(int(r["file"]), int(r["chunk"]))) for r in index}
     for p in blocks.iterdir():
-        if p.name.startswith("."):  # temporary files of killed tasks (block files are renamed into place)
+        stem, _, rest = p.name.partition(".")
+        split, _, kind = rest.partition(".")
+        if (split, stem) not in indexed or kind not in BLOCK_KINDS:  # temporary or unrecorded files of killed tasks
             p.unlink()
+    del indexed
     tmp = blocks / f".{INDEX}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to the name
         np.save(f, index, allow_pickle=False)

@@ -128,7 +128,7 @@ def test_heldout_is_decided_per_document(corpus, tmp_path: Path) -> None:
 def test_killed_task_is_resumed_without_redoing_finished_tasks(tmp_path: Path) -> None:
     """A task that dies mid-way (here: its second file ends in a damaged line after some blocks were written)
     fails the run; the rerun skips the task datatrove marked complete (its block files untouched), redoes the
-    rest, drops the dead task's temporary files, and gives the same bytes as a run that never failed."""
+    rest, drops the dead task's temporary files and any block file no record names, and gives the same bytes as a run that never failed."""
     docs = tmp_path / "docs"
     write_corpus(docs)
     write_file(docs, 4, [doc(4, i) for i in range(30)], tail="\n{not json")  # rank 1 of 3: files 1 and 4
@@ -140,6 +140,7 @@ def test_killed_task_is_resumed_without_redoing_finished_tasks(tmp_path: Path) -
     rank0 = {p: p.stat().st_mtime_ns for p in (build / "blocks").iterdir() if p.name[:5] in ("00000", "00003")}
     assert rank0
     (build / "blocks" / ".00004-0000.train.tokens.npy.tmp-99").write_bytes(b"partial")  # a killed write
+    (build / "blocks" / "00099-0000.train.tokens.npy").write_bytes(b"no record")  # renamed, then killed
     write_file(docs, 4, [doc(4, i) for i in range(30)])  # the cause of the failure is gone
     resumed = tokenize(docs, tmp_path / "out", tasks=3, workers=1)
     assert {p.name: m for p, m in rank0.items()} == {
