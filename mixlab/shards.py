@@ -62,6 +62,7 @@ INDEX_DTYPE = np.dtype([
     ("split", "u1"), ("file", "<u4"), ("chunk", "<u4"), ("documents", "<i8"), ("tokens", "<i8"),
     *((_KIND_FIELD[kind], _FILE) for kind in BLOCK_KINDS),
 ])  # split: SPLITS.index(split); 73 bytes a block
+REBUILD = "re-run the recipe: the tokenize stage rebuilds it"  # the fix every refusal of a set ends with
 VERIFY_ROWS = 256  # index rows checked at a time (their names and entries only: memory bounded whatever the set)
 
 
@@ -146,7 +147,7 @@ def read_set_manifest(folder: Path) -> TokenSetManifest:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise CorruptOutputError(f"{folder}: no {MANIFEST} (never finished); re-run the recipe's tokenize stage")
-    return read_sealed(TokenSetManifest, path, "re-run the recipe: the tokenize stage rebuilds it")
+    return read_sealed(TokenSetManifest, path, REBUILD)
 
 
 def read_index(folder: Path | str, manifest: TokenSetManifest) -> np.ndarray:
@@ -154,18 +155,17 @@ def read_index(folder: Path | str, manifest: TokenSetManifest) -> np.ndarray:
     xxh64 are the manifest's and its rows are the manifest's blocks: splits in order, (file, chunk) rising within
     each, documents and tokens summing to the manifest's totals."""
     path = os.path.join(os.fspath(folder), INDEX)
-    fix = "re-run the recipe: the tokenize stage rebuilds it"
     problems = verify(folder, {INDEX: manifest.index})
     if problems:
-        raise CorruptOutputError(f"{problems[0]}; {fix}")
+        raise CorruptOutputError(f"{problems[0]}; {REBUILD}")
     try:
         index = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise CorruptOutputError(f"{path}: not a block index ({e}); {fix}") from None
+        raise CorruptOutputError(f"{path}: not a block index ({e}); {REBUILD}") from None
     n_train = manifest.train_blocks
     if index.dtype != INDEX_DTYPE or index.ndim != 1 or len(index) != n_train + manifest.heldout_blocks:
         raise CorruptOutputError(f"{path}: {index.shape} rows of {index.dtype}, the manifest has {n_train} + "
-                                 f"{manifest.heldout_blocks} blocks; {fix}")
+                                 f"{manifest.heldout_blocks} blocks; {REBUILD}")
     for split, rows, documents, tokens in (("train", index[:n_train], manifest.train_documents,
                                             manifest.train_tokens),
                                            ("heldout", index[n_train:], manifest.heldout_documents,
@@ -173,7 +173,7 @@ def read_index(folder: Path | str, manifest: TokenSetManifest) -> np.ndarray:
         key = rows["file"].astype(np.uint64) << np.uint64(32) | rows["chunk"]  # (file, chunk) order
         if ((rows["split"] != SPLITS.index(split)).any() or (key[1:] <= key[:-1]).any()
                 or int(rows["documents"].sum()) != documents or int(rows["tokens"].sum()) != tokens):
-            raise CorruptOutputError(f"{path}: its {split} rows disagree with the manifest; {fix}")
+            raise CorruptOutputError(f"{path}: its {split} rows disagree with the manifest; {REBUILD}")
     return index
 
 
@@ -221,8 +221,7 @@ class TokenShardSet:
         except CorruptOutputError as e:
             return [str(e)]
         if m.format_version != FORMAT_VERSION:
-            return [f"{self.path}: format_version {m.format_version}, this mixlab reads {FORMAT_VERSION}; re-run "
-                    "the recipe: the tokenize stage rebuilds it"]
+            return [f"{self.path}: format_version {m.format_version}, this mixlab reads {FORMAT_VERSION}; {REBUILD}"]
         try:
             index = read_index(self.path, m)
         except CorruptOutputError as e:
@@ -239,7 +238,7 @@ class TokenShardSet:
         if problems:
             raise CorruptOutputError(
                 "token shard set damaged: " + "; ".join(problems[:5])
-                + ". Re-run the recipe: the tokenize stage rebuilds it"
+                + f". {REBUILD[0].upper()}{REBUILD[1:]}"
             )
         return self
 
